@@ -1,0 +1,153 @@
+//! `compare`: the mutation check for new tests. Round 1 applies only the series' test-only
+//! patches on `fixups` and expects the named tests to FAIL (they catch the bug); round 2
+//! applies the full series, rebuilds incrementally and expects them to PASS (the fix works).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::compiletest::{self, Outcome};
+use crate::env::Chroot;
+use crate::full::{self, SUITES};
+use crate::paths::Paths;
+use crate::summary::{self, Row};
+use crate::{apply, series};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prebuilt Enzyme built against LLVM 22; it is installed as libEnzyme-22.so
+    #[arg(long, value_name = "PATH")]
+    pub enzyme_lib: PathBuf,
+    /// The new tests, comma-separated: run-make dir names, file names or paths under tests/
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',', required = true)]
+    pub tests: Vec<String>,
+}
+
+pub fn run(paths: &Paths, args: &Args) -> Result<()> {
+    let all = series::load(&paths.patches)?;
+    let test_only: Vec<_> = all.iter().filter(|p| p.is_test_only()).cloned().collect();
+    if test_only.is_empty() {
+        bail!(
+            "no patch in the series touches only tests/; split the new tests into their own commits"
+        );
+    }
+    println!(
+        "compare: test-only patches: {}",
+        test_only.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    crate::cmd::require_root("cargo xtask compare")?;
+    crate::env::verify(paths)?;
+    full::prepare_enzyme(paths, &args.enzyme_lib)?;
+
+    let mut rows = Vec::new();
+    let result = rounds(paths, args, &all, &test_only, &mut rows);
+    summary::print(&rows);
+    let (before, after) = result?;
+
+    println!(
+        "{:<40}  {:<20}  {:<20}  verdict",
+        "test", "round 1: tests only", "round 2: full series"
+    );
+    let mut bad = Vec::new();
+    for (name, b, a) in args.tests.iter().zip(&before).zip(&after).map(|((n, b), a)| (n, b, a)) {
+        let show = |o: &Option<Outcome>| o.map_or("did not run".to_string(), |o| o.to_string());
+        let verdict = verdict(*b, *a);
+        if verdict != "ok" {
+            bad.push(name.as_str());
+        }
+        println!("{name:<40}  {:<20}  {:<20}  {verdict}", show(b), show(a));
+    }
+    if !bad.is_empty() {
+        bail!("mutation check failed for: {}", bad.join(", "));
+    }
+    Ok(())
+}
+
+/// "ok" when the test fails without the fix and passes with it; otherwise what is wrong.
+fn verdict(before: Option<Outcome>, after: Option<Outcome>) -> &'static str {
+    match (before, after) {
+        (Some(Outcome::Failed), Some(Outcome::Passed)) => "ok",
+        (Some(Outcome::Failed), _) => "the fix does not make it pass",
+        (Some(Outcome::Passed), _) => "passes without the fix: does not catch the bug",
+        _ => "ignored or did not run without the fix",
+    }
+}
+
+type Outcomes = Vec<Option<Outcome>>;
+
+fn rounds(
+    paths: &Paths,
+    args: &Args,
+    all: &[series::Patch],
+    test_only: &[series::Patch],
+    rows: &mut Vec<Row>,
+) -> Result<(Outcomes, Outcomes)> {
+    apply::apply_patches(paths, test_only)?;
+    let targets = resolve_tests(paths, &args.tests)?;
+    full::write_shim(paths)?;
+    let chroot = Chroot::enter(paths)?;
+    let before = round(&chroot, args, &targets, "round1", rows)?;
+    apply::apply_patches(paths, all)?;
+    full::write_shim(paths)?;
+    let after = round(&chroot, args, &targets, "round2", rows)?;
+    chroot.leave()?;
+    Ok((before, after))
+}
+
+fn round(
+    chroot: &Chroot,
+    args: &Args,
+    targets: &[String],
+    name: &str,
+    rows: &mut Vec<Row>,
+) -> Result<Outcomes> {
+    let build = format!("{name}-build-stage1");
+    summary::step(rows, &build, || chroot.x(&["build", "--stage", "1", "library"], &build).run())?;
+    let outcomes = full::run_tests(chroot, targets, &format!("{name}-tests"), rows)?;
+    Ok(args.tests.iter().map(|t| compiletest::lookup(&outcomes, t)).collect())
+}
+
+/// Map test names to paths x.py accepts, looking in the autodiff suites of the work tree.
+fn resolve_tests(paths: &Paths, names: &[String]) -> Result<Vec<String>> {
+    let tree = paths.tree();
+    names
+        .iter()
+        .map(|name| {
+            let name = name.trim().trim_end_matches('/');
+            if name.contains('/') {
+                if !tree.join(name).exists() {
+                    bail!(
+                        "test {name} does not exist in {} after the test patches",
+                        tree.display()
+                    );
+                }
+                return Ok(name.to_string());
+            }
+            let found: Vec<String> = SUITES
+                .iter()
+                .flat_map(|s| [format!("{s}/{name}"), format!("{s}/{name}.rs")])
+                .filter(|p| tree.join(p).exists())
+                .collect();
+            match &found[..] {
+                [one] => Ok(one.clone()),
+                [] => bail!("no test {name} in {} after the test patches", SUITES.join(", ")),
+                _ => bail!("test name {name} is ambiguous ({}); pass a path", found.join(", ")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        use Outcome::*;
+        assert_eq!(verdict(Some(Failed), Some(Passed)), "ok");
+        assert!(verdict(Some(Passed), Some(Passed)).contains("does not catch the bug"));
+        assert!(verdict(Some(Failed), Some(Failed)).contains("fix does not"));
+        assert!(verdict(Some(Ignored), Some(Passed)).contains("ignored"));
+        assert!(verdict(None, None).contains("did not run"));
+    }
+}

@@ -1,0 +1,267 @@
+//! `env`: the Debian sid chroot the compiler is built in (debootstrap from the host's mirror
+//! plus LLVM 22 and the build tools), and `Chroot`, the handle the build commands use to run
+//! `x.py` inside it with the cache and the stage0 toolchain mounted.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::{Cmd, require_root, shell_quote, write_atomic};
+use crate::mounts::{Mounts, remove_tree};
+use crate::paths::*;
+
+/// Packages installed in the chroot.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "llvm-22-tools",
+    "cmake",
+    "ninja-build",
+    "g++",
+    "python3",
+    "git",
+    "curl",
+    "pkg-config",
+    "libssl-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "file",
+    "make",
+    "xz-utils",
+];
+
+/// What `verify` looks for in the chroot, and the package that provides it.
+const REQUIRED: &[(&str, &str)] = &[
+    (LLVM_CONFIG, "llvm-22-dev"),
+    ("/usr/lib/llvm-22/bin/FileCheck", "llvm-22-tools"),
+    ("/usr/bin/cmake", "cmake"),
+    ("/usr/bin/ninja", "ninja-build"),
+    ("/usr/bin/python3", "python3"),
+    ("/usr/bin/git", "git"),
+    ("/usr/bin/c++", "g++"),
+];
+
+const READY: &str = ".admk-ready";
+const SETUP_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Delete the chroot first (refused while anything is mounted below it), then create it anew
+    #[arg(long)]
+    pub clean: bool,
+}
+
+pub fn run(paths: &Paths, args: &Args) -> Result<()> {
+    require_root("cargo xtask env")?;
+    let dir = paths.chroot();
+    let part = part_dir(&dir);
+    if args.clean {
+        remove_tree(&dir)?;
+        remove_tree(&part)?;
+    }
+    if dir.join(READY).exists() {
+        verify(paths)?;
+        println!("env: chroot {} is ready", dir.display());
+        return Ok(());
+    }
+    if dir.exists() {
+        bail!(
+            "{} exists but was never finished ({READY} missing); rerun with `cargo xtask env --clean`",
+            dir.display()
+        );
+    }
+    create(&part)?;
+    fs::rename(&part, &dir)
+        .with_context(|| format!("cannot rename {} to {}", part.display(), dir.display()))?;
+    verify(paths)?;
+    println!("env: chroot {} is ready", dir.display());
+    Ok(())
+}
+
+fn part_dir(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    dir.with_file_name(name)
+}
+
+/// Build the chroot in `part` (any leftover from an interrupted run is deleted first).
+fn create(part: &Path) -> Result<()> {
+    if !Path::new("/usr/sbin/debootstrap").exists() {
+        let install = || {
+            Cmd::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "debootstrap"])
+                .step("env")
+                .run()
+        };
+        if install().is_err() {
+            Cmd::new("apt-get").arg("update").step("env").run()?;
+            install()?;
+        }
+    }
+    remove_tree(part)?;
+    let mirror = crate::apt::host_mirror()?;
+    fs::create_dir_all(part.parent().context("chroot path has no parent")?)?;
+    Cmd::new("debootstrap")
+        .args(["--variant=minbase", "--include=ca-certificates", "sid"])
+        .arg(part)
+        .arg(&mirror)
+        .step("env-debootstrap")
+        .run()?;
+    copy_host_files(part)?;
+    write_atomic(
+        &part.join("etc/apt/apt.conf.d/99admk"),
+        b"Acquire::Check-Valid-Until \"false\";\n",
+    )?;
+    let mounts = Mounts::new(part, &[])?;
+    let script = format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        PACKAGES.join(" ")
+    );
+    chroot_cmd(part, &[("PATH", SETUP_PATH), ("DEBIAN_FRONTEND", "noninteractive")], &script)
+        .step("env-packages")
+        .run()?;
+    mounts.release()?;
+    // Package triggers may have regenerated the bundle without the host's (proxy) CA.
+    copy_host_files(part)?;
+    fs::write(part.join(READY), b"")?;
+    Ok(())
+}
+
+/// The host's CA bundle (it may contain a proxy CA) and resolver configuration.
+fn copy_host_files(root: &Path) -> Result<()> {
+    for file in ["etc/ssl/certs/ca-certificates.crt", "etc/resolv.conf"] {
+        let (from, to) = (Path::new("/").join(file), root.join(file));
+        let data = fs::read(&from)
+            .with_context(|| format!("cannot read the host's {}", from.display()))?;
+        let _ = fs::remove_file(&to); // it may be a dangling symlink
+        write_atomic(&to, &data)?;
+    }
+    Ok(())
+}
+
+/// Check the chroot is finished and has the tools; errors name the missing package.
+pub fn verify(paths: &Paths) -> Result<()> {
+    let dir = paths.chroot();
+    if !dir.join(READY).exists() {
+        bail!("no finished chroot at {}; run `cargo xtask env` first", dir.display());
+    }
+    for (file, package) in REQUIRED {
+        if !dir.join(file.trim_start_matches('/')).exists() {
+            bail!(
+                "the chroot lacks {file} (package {package}); install it with `chroot {} apt-get install {package}` \
+                 or rebuild with `cargo xtask env --clean`",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `chroot DIR env -i HOME=/root PATH=... LANG=C.UTF-8 [extra] bash -c SCRIPT`.
+fn chroot_cmd(root: &Path, extra: &[(&str, &str)], script: &str) -> Cmd {
+    let mut env = vec![("HOME", "/root"), ("PATH", "/usr/bin:/bin")];
+    for &(k, v) in extra {
+        match env.iter_mut().find(|(key, _)| *key == k) {
+            Some(e) => e.1 = v,
+            None => env.push((k, v)),
+        }
+    }
+    env.push(("LANG", "C.UTF-8"));
+    Cmd::new("chroot")
+        .arg(root)
+        .args(["env", "-i"])
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .args(["bash", "-c", script])
+}
+
+/// The stage0 toolchain's sysroot on the host (`rustc +1.95.0 --print sysroot`).
+pub fn stage0_sysroot() -> Result<PathBuf> {
+    let out = Cmd::new("rustc").args([STAGE0_TOOLCHAIN, "--print", "sysroot"]).read().with_context(|| {
+        format!("no stage0 toolchain {VERSION}; install it with `rustup toolchain install {VERSION}`")
+    })?;
+    let dir = PathBuf::from(out.lines().last().unwrap_or("").trim());
+    if !dir.join("bin/rustc").exists() || !dir.join("bin/cargo").exists() {
+        bail!("stage0 sysroot {} has no bin/rustc and bin/cargo", dir.display());
+    }
+    Ok(dir)
+}
+
+/// `CACHE/work/bootstrap.toml`, regenerated on every run.
+pub fn bootstrap_toml(paths: &Paths, stage0: &Path) -> String {
+    let s = stage0.display();
+    format!(
+        "change-id = \"ignore\"\n[build]\nrustc = \"{s}/bin/rustc\"\ncargo = \"{s}/bin/cargo\"\nlocal-rebuild = true\n\
+         vendor = false\nsubmodules = false\ndocs = false\nextended = false\nbuild-dir = \"{}\"\n[llvm]\n\
+         download-ci-llvm = false\nlink-shared = true\nenzyme = true\n[rust]\ndebug-assertions = false\n\
+         [target.{HOST_TRIPLE}]\nllvm-config = \"{LLVM_CONFIG}\"\n",
+        paths.build_dir().display()
+    )
+}
+
+/// The chroot with the cache and stage0 mounted; `x` runs `python3 x.py` in the work tree.
+pub struct Chroot {
+    paths: Paths,
+    mounts: Mounts,
+}
+
+impl Chroot {
+    pub fn enter(paths: &Paths) -> Result<Chroot> {
+        require_root("running x.py in the chroot")?;
+        verify(paths)?;
+        let stage0 = stage0_sysroot()?;
+        write_atomic(&paths.bootstrap_toml(), bootstrap_toml(paths, &stage0).as_bytes())?;
+        let binds = [paths.base_parent(), paths.work(), paths.cargo_home(), stage0];
+        let mounts = Mounts::new(&paths.chroot(), &binds)?;
+        Ok(Chroot { paths: paths.clone(), mounts })
+    }
+
+    /// `python3 x.py ARGS --config CACHE/work/bootstrap.toml`, in the work tree.
+    pub fn x(&self, args: &[&str], step: &str) -> Cmd {
+        let mut words: Vec<String> = vec!["python3".into(), "x.py".into()];
+        words.extend(args.iter().map(|a| shell_quote(a)));
+        words.push("--config".into());
+        words.push(shell_quote(&self.paths.bootstrap_toml().display().to_string()));
+        let script = format!(
+            "cd {} && {}",
+            shell_quote(&self.paths.tree().display().to_string()),
+            words.join(" ")
+        );
+        let cargo_home = self.paths.cargo_home().display().to_string();
+        chroot_cmd(&self.paths.chroot(), &[("CARGO_HOME", &cargo_home)], &script).step(step)
+    }
+
+    pub fn leave(self) -> Result<()> {
+        self.mounts.release()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_toml_and_chroot_line() {
+        let paths = Paths::new("/c".into(), "/p".into());
+        let t = bootstrap_toml(&paths, Path::new("/tc"));
+        assert!(
+            t.starts_with("change-id = \"ignore\"\n[build]\nrustc = \"/tc/bin/rustc\"\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("build-dir = \"/c/work/build\"\n[llvm]\n") && t.contains("enzyme = true\n")
+        );
+        assert!(t.ends_with("llvm-config = \"/usr/lib/llvm-22/bin/llvm-config\"\n"));
+        let c = chroot_cmd(
+            Path::new("/c/chroot/sid"),
+            &[("CARGO_HOME", "/c/cargo-home")],
+            "cd /t && python3 x.py",
+        );
+        assert_eq!(
+            c.display(),
+            "chroot /c/chroot/sid env -i HOME=/root PATH=/usr/bin:/bin CARGO_HOME=/c/cargo-home LANG=C.UTF-8 \
+             bash -c 'cd /t && python3 x.py'"
+        );
+        assert_eq!(part_dir(Path::new("/c/chroot/sid")), PathBuf::from("/c/chroot/sid.part"));
+    }
+}

@@ -1,0 +1,86 @@
+//! Small git helpers on top of `cmd`: `git -C DIR` builders (plain, and with the harness
+//! identity for commits), branch queries, and a temporary worktree that removes itself when
+//! dropped.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::cmd::Cmd;
+
+/// `git -C dir`. `--no-optional-locks` keeps read-only commands (`status`) from rewriting
+/// the index of a tree that someone else may be using.
+pub fn git(dir: &Path) -> Cmd {
+    Cmd::new("git").args(["--no-optional-locks", "-C"]).arg(dir)
+}
+
+/// `git -C dir` with the harness's identity, for commands that commit (`commit`, `am`), so
+/// they work where no identity is configured.
+pub fn git_commit(dir: &Path) -> Cmd {
+    Cmd::new("git").args(["-c", "user.name=admk", "-c", "user.email=admk@localhost", "-C"]).arg(dir)
+}
+
+pub fn branch_exists(repo: &Path, branch: &str) -> bool {
+    git(repo)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/heads/{branch}"))
+        .quiet()
+        .run_unchecked()
+        .is_ok_and(|o| o.success)
+}
+
+/// Fail with advice unless `branch` exists in `repo`.
+pub fn require_branch(repo: &Path, branch: &str, advice: &str) -> Result<()> {
+    if !repo.join(".git").exists() || !branch_exists(repo, branch) {
+        anyhow::bail!("no branch `{branch}` in {}; {advice}", repo.display());
+    }
+    Ok(())
+}
+
+/// Tracked files with uncommitted changes (`git status --porcelain --untracked-files=no`).
+pub fn tracked_changes(dir: &Path) -> Result<String> {
+    git(dir).args(["status", "--porcelain", "--untracked-files=no"]).read()
+}
+
+/// If a `git am` stopped half-way in `dir`, abort it. (`--git-path` prints a path relative
+/// to `dir`, or an absolute one in a linked worktree; `join` handles both.)
+pub fn abort_stale_am(dir: &Path) -> Result<()> {
+    let rebase_apply = git(dir).args(["rev-parse", "--git-path", "rebase-apply"]).read()?;
+    if dir.join(&rebase_apply).exists() {
+        git(dir).args(["am", "--abort"]).run()?;
+    }
+    Ok(())
+}
+
+/// A detached worktree of `repo` at `rev` inside a temp dir; removed (and pruned) on drop.
+pub struct TempWorktree {
+    repo: PathBuf,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TempWorktree {
+    /// The temp dir is made inside `parent` so the checkout stays on the cache's filesystem.
+    pub fn new(repo: &Path, rev: &str, parent: &Path) -> Result<TempWorktree> {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix(".tmp-worktree-")
+            .tempdir_in(parent)
+            .with_context(|| format!("cannot create a temp dir in {}", parent.display()))?;
+        let path = dir.path().join("wt");
+        git(repo).args(["worktree", "add", "-q", "--detach"]).arg(&path).arg(rev).run()?;
+        Ok(TempWorktree { repo: repo.to_path_buf(), path, _dir: dir })
+    }
+}
+
+impl Drop for TempWorktree {
+    fn drop(&mut self) {
+        // Deleting the checkout ourselves is much faster than `git worktree remove`; `prune`
+        // then drops the admin entry of the now missing worktree.
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("warning: cannot delete temporary worktree {}: {e}", self.path.display());
+        }
+        let _ = git(&self.repo).args(["worktree", "prune"]).quiet().cleanup().run();
+    }
+}

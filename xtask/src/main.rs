@@ -1,0 +1,89 @@
+//! `cargo xtask`: builds rustc 1.95.0 plus the patch series in patches/ inside a Debian sid
+//! chroot and runs the autodiff tests. `cargo xtask --help` lists the commands.
+
+mod apply;
+mod apt;
+mod base;
+mod check;
+mod cmd;
+mod compare;
+mod compiletest;
+mod env;
+mod full;
+mod git;
+mod mounts;
+mod paths;
+mod refresh;
+mod series;
+mod summary;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Build rustc 1.95.0 with the autodiff patch series in a Debian sid chroot and test it.
+///
+/// Typical order: `base` (source), `env` (chroot), `check` (fast tier), `full` (Enzyme and
+/// the autodiff suites), `compare` (do the new tests catch the bug?), `refresh` (export
+/// patches from the development worktree).
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    /// Cache directory: tarball, base repository, chroot, work tree, build and logs
+    #[arg(long, global = true, env = "ADMK_CACHE", value_name = "DIR", default_value_os_t = paths::default_cache())]
+    cache: PathBuf,
+    /// Directory holding `series` and the patches
+    #[arg(long, global = true, value_name = "DIR", default_value_os_t = paths::project_root().join("patches"))]
+    patches: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download and verify Debian's rustc 1.95.0 tarball; make branches `base` and `fixups`
+    Base,
+    /// Create (or verify) the Debian sid chroot with LLVM 22 and the build tools (root)
+    Env(env::Args),
+    /// Reset the work tree to `fixups` and `git am` the series (or its first N patches)
+    Apply(apply::Args),
+    /// Lint the series, check it applies to `base`, apply it, `x.py check` in the chroot (root)
+    Check(check::Args),
+    /// Install Enzyme, apply, build stage 1 and run the autodiff test suites (root)
+    Full(full::Args),
+    /// Mutation check: new tests must fail with only the test patches and pass with all (root)
+    Compare(compare::Args),
+    /// Regenerate patches/ and patches/series from the development worktree's commits
+    Refresh(refresh::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = paths::Paths::new(cli.cache, cli.patches);
+    let name = match &cli.command {
+        Command::Base => "base",
+        Command::Env(_) => "env",
+        Command::Apply(_) => "apply",
+        Command::Check(_) => "check",
+        Command::Full(_) => "full",
+        Command::Compare(_) => "compare",
+        Command::Refresh(_) => "refresh",
+    };
+    let result = cmd::init_logs(&paths.logs(), name).and_then(|()| match &cli.command {
+        Command::Base => base::run(&paths),
+        Command::Env(a) => env::run(&paths, a),
+        Command::Apply(a) => apply::run(&paths, a),
+        Command::Check(a) => check::run(&paths, a),
+        Command::Full(a) => full::run(&paths, a),
+        Command::Compare(a) => compare::run(&paths, a),
+        Command::Refresh(a) => refresh::run(&paths, a),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Cache layout and the fixed facts about the base: where every command reads and writes,
+//! so that no other module builds a path by hand.
+
+use std::path::{Path, PathBuf};
+
+/// The rustc release the series is based on.
+pub const VERSION: &str = "1.95.0";
+/// Debian's pruned upstream tarball of that release, and its expected SHA-256.
+pub const TARBALL: &str = "rustc_1.95.0+dfsg1.orig.tar.xz";
+pub const TARBALL_SHA256: &str = "fee0a232c32b6f919b2166efc441a7c37884905bdcc2170163579eeed5feee6b";
+/// Debian source versions of rustc that carry this tarball start with this.
+pub const DEBIAN_VERSION_PREFIX: &str = "1.95.0+dfsg1-";
+/// The directory the tarball unpacks to.
+pub const SRC_DIR: &str = "rustc-1.95.0-src";
+/// Branches in the base repository: the pristine tarball, and the harness's fix-ups on top.
+pub const BASE_BRANCH: &str = "base";
+pub const FIXUPS_BRANCH: &str = "fixups";
+/// The branch `apply` (re)creates in the work tree.
+pub const BUILD_BRANCH: &str = "build";
+/// The rustup toolchain used as stage0.
+pub const STAGE0_TOOLCHAIN: &str = "+1.95.0";
+/// LLVM shipped by Debian sid that the compiler links against.
+pub const LLVM_MAJOR: u32 = 22;
+pub const LLVM_CONFIG: &str = "/usr/lib/llvm-22/bin/llvm-config";
+pub const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
+/// Cover letter kept in patches/ but never listed in the series.
+pub const COVER_LETTER: &str = "0000-cover-letter.patch";
+
+/// Every location under the cache directory (default `$HOME/.cache/admk`).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub cache: PathBuf,
+    pub patches: PathBuf,
+}
+
+impl Paths {
+    pub fn new(cache: PathBuf, patches: PathBuf) -> Self {
+        Paths { cache, patches }
+    }
+    /// Downloads: the tarball and the private apt state.
+    pub fn dl(&self) -> PathBuf {
+        self.cache.join("dl")
+    }
+    pub fn apt(&self) -> PathBuf {
+        self.dl().join("apt")
+    }
+    pub fn tarball(&self) -> PathBuf {
+        self.dl().join(TARBALL)
+    }
+    pub fn base_parent(&self) -> PathBuf {
+        self.cache.join("base")
+    }
+    /// The git repository of the unpacked tarball (branches `base` and `fixups`).
+    pub fn repo(&self) -> PathBuf {
+        self.base_parent().join(SRC_DIR)
+    }
+    pub fn work(&self) -> PathBuf {
+        self.cache.join("work")
+    }
+    /// The worktree that `apply` builds from.
+    pub fn tree(&self) -> PathBuf {
+        self.work().join("tree")
+    }
+    /// The developer's worktree that `refresh` exports patches from.
+    pub fn dev(&self) -> PathBuf {
+        self.work().join("dev")
+    }
+    pub fn build_dir(&self) -> PathBuf {
+        self.work().join("build")
+    }
+    pub fn bootstrap_toml(&self) -> PathBuf {
+        self.work().join("bootstrap.toml")
+    }
+    pub fn enzyme_lib_dir(&self) -> PathBuf {
+        self.work().join("enzyme-lib")
+    }
+    pub fn enzyme_lib(&self) -> PathBuf {
+        self.enzyme_lib_dir().join(format!("libEnzyme-{LLVM_MAJOR}.so"))
+    }
+    /// Bootstrap's Enzyme install dir; deleting it makes bootstrap reinstall the library.
+    pub fn enzyme_build(&self) -> PathBuf {
+        self.build_dir().join(HOST_TRIPLE).join("enzyme")
+    }
+    /// Where the shim CMakeLists.txt goes (untracked in the tree).
+    pub fn enzyme_shim(&self) -> PathBuf {
+        self.tree().join("src/tools/enzyme/enzyme/CMakeLists.txt")
+    }
+    pub fn cargo_home(&self) -> PathBuf {
+        self.cache.join("cargo-home")
+    }
+    pub fn chroot(&self) -> PathBuf {
+        self.cache.join("chroot").join("sid")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.cache.join("logs")
+    }
+}
+
+/// The harness repository (parent of `xtask/`), like rust-analyzer's `project_root`.
+pub fn project_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The default cache directory, `$HOME/.cache/admk`.
+pub fn default_cache() -> PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache").join("admk")
+}
