@@ -43,17 +43,39 @@ pub fn reset_tree(paths: &Paths) -> Result<()> {
     }
     abort_stale_am(&tree)?;
     let changes = tracked_changes(&tree)?;
-    if !changes.is_empty() {
+    let (rewritten, edits) = split_changes(&changes);
+    if !edits.is_empty() {
         bail!(
             "{} has uncommitted changes to tracked files; commit them elsewhere or discard them \
-             (`git -C {} reset --hard`) before applying:\n{changes}",
+             (`git -C {} reset --hard`) before applying:\n{}",
             tree.display(),
-            tree.display()
+            tree.display(),
+            edits.join("\n")
         );
+    }
+    if !rewritten.is_empty() {
+        println!("apply: discarding the build's rewrite of {}", rewritten.join(", "));
     }
     git(&tree).args(["checkout", "-q", "-B", BUILD_BRANCH, FIXUPS_BRANCH]).run()?;
     git(&tree).args(["reset", "-q", "--hard", FIXUPS_BRANCH]).run()?;
     Ok(())
+}
+
+/// Split `git status --porcelain` lines into lock files that the build itself rewrites
+/// (cargo prunes the entries of the workspace members `fixups` removes from Cargo.lock) and
+/// real edits.
+fn split_changes(porcelain: &str) -> (Vec<&str>, Vec<&str>) {
+    let mut rewritten = Vec::new();
+    let mut edits = Vec::new();
+    for line in porcelain.lines().filter(|l| !l.trim().is_empty()) {
+        match line.strip_prefix(" M ") {
+            Some(path) if path == "Cargo.lock" || path.ends_with("/Cargo.lock") => {
+                rewritten.push(path)
+            }
+            _ => edits.push(line),
+        }
+    }
+    (rewritten, edits)
 }
 
 /// Reset the tree to `fixups`, then apply `patches` one `git am --3way` at a time.
@@ -97,7 +119,12 @@ mod tests {
         let paths = Paths::new(tmp.path().join("cache"), patches.clone());
         fs::create_dir_all(paths.base_parent()).unwrap();
         fs::rename(&repo, paths.repo()).unwrap();
-        git(&paths.repo()).args(["branch", FIXUPS_BRANCH, BASE_BRANCH]).quiet().run().unwrap();
+        let g = |args: &[&str]| git_commit(&paths.repo()).args(args).quiet().run().unwrap();
+        g(&["checkout", "-q", BASE_BRANCH]);
+        fs::write(paths.repo().join("Cargo.lock"), "lock\n").unwrap();
+        g(&["add", "Cargo.lock"]);
+        g(&["commit", "-q", "-m", "lock"]);
+        g(&["branch", FIXUPS_BRANCH, BASE_BRANCH]);
         fs::create_dir_all(paths.work()).unwrap();
 
         run(&paths, &Args { upto: None }).unwrap();
@@ -106,7 +133,10 @@ mod tests {
         run(&paths, &Args { upto: Some(1) }).unwrap();
         assert!(!paths.tree().join("tests/t.rs").exists());
 
-        // Local edits to tracked files are never thrown away.
+        // The build's rewrite of Cargo.lock is discarded; other edits are never thrown away.
+        fs::write(paths.tree().join("Cargo.lock"), "rewritten\n").unwrap();
+        run(&paths, &Args { upto: Some(1) }).unwrap();
+        assert_eq!(fs::read_to_string(paths.tree().join("Cargo.lock")).unwrap(), "lock\n");
         fs::write(paths.tree().join("lib.rs"), "edited\n").unwrap();
         assert!(
             run(&paths, &Args { upto: None })

@@ -150,6 +150,9 @@ impl Cmd {
     /// Run and fail unless the exit status is zero.
     pub fn run(&self) -> Result<Output> {
         let out = self.run_unchecked()?;
+        if !out.success && !self.cleanup {
+            check_interrupted().with_context(|| format!("while running {}", self.display()))?;
+        }
         if !out.success {
             let log = match &out.log {
                 Some(l) => format!("; full output in {}", l.display()),

@@ -2,7 +2,7 @@
 //! patches on `fixups` and expects the named tests to FAIL (they catch the bug); round 2
 //! applies the full series, rebuilds incrementally and expects them to PASS (the fix works).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
@@ -83,7 +83,7 @@ fn rounds(
     rows: &mut Vec<Row>,
 ) -> Result<(Outcomes, Outcomes)> {
     apply::apply_patches(paths, test_only)?;
-    let targets = resolve_tests(paths, &args.tests)?;
+    let targets = resolve_tests(&paths.tree(), &args.tests)?;
     full::write_shim(paths)?;
     let chroot = Chroot::enter(paths)?;
     let before = round(&chroot, args, &targets, "round1", rows)?;
@@ -107,30 +107,25 @@ fn round(
     Ok(args.tests.iter().map(|t| compiletest::lookup(&outcomes, t)).collect())
 }
 
-/// Map test names to paths x.py accepts, looking in the autodiff suites of the work tree.
-fn resolve_tests(paths: &Paths, names: &[String]) -> Result<Vec<String>> {
-    let tree = paths.tree();
+/// Map test names to paths x.py accepts (`tests/...`), looking in the work tree: a path
+/// from the tree's root or from `tests/`, or a bare name searched in the autodiff suites.
+fn resolve_tests(tree: &Path, names: &[String]) -> Result<Vec<String>> {
     names
         .iter()
         .map(|name| {
             let name = name.trim().trim_end_matches('/');
-            if name.contains('/') {
-                if !tree.join(name).exists() {
-                    bail!(
-                        "test {name} does not exist in {} after the test patches",
-                        tree.display()
-                    );
-                }
-                return Ok(name.to_string());
-            }
-            let found: Vec<String> = SUITES
-                .iter()
-                .flat_map(|s| [format!("{s}/{name}"), format!("{s}/{name}.rs")])
-                .filter(|p| tree.join(p).exists())
-                .collect();
+            let found: Vec<String> = if name.contains('/') {
+                [name.to_string(), format!("tests/{name}")].into_iter().collect()
+            } else {
+                SUITES
+                    .iter()
+                    .flat_map(|s| [format!("{s}/{name}"), format!("{s}/{name}.rs")])
+                    .collect()
+            };
+            let found: Vec<String> = found.into_iter().filter(|p| tree.join(p).exists()).collect();
             match &found[..] {
                 [one] => Ok(one.clone()),
-                [] => bail!("no test {name} in {} after the test patches", SUITES.join(", ")),
+                [] => bail!("no test {name} in {} after the test patches", tree.display()),
                 _ => bail!("test name {name} is ambiguous ({}); pass a path", found.join(", ")),
             }
         })
@@ -140,6 +135,26 @@ fn resolve_tests(paths: &Paths, names: &[String]) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolves_test_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("tests/run-make/autodiff/fat-lto")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("tests/codegen-llvm/autodiff")).unwrap();
+        std::fs::write(tmp.path().join("tests/codegen-llvm/autodiff/markers.rs"), "").unwrap();
+        let names = [
+            "fat-lto",
+            "markers",
+            "run-make/autodiff/fat-lto",
+            "tests/codegen-llvm/autodiff/markers.rs",
+        ];
+        let got = resolve_tests(tmp.path(), &names.map(String::from)).unwrap();
+        assert_eq!(got[0], "tests/run-make/autodiff/fat-lto");
+        assert_eq!(got[1], "tests/codegen-llvm/autodiff/markers.rs");
+        assert_eq!(got[2], "tests/run-make/autodiff/fat-lto");
+        assert_eq!(got[3], "tests/codegen-llvm/autodiff/markers.rs");
+        assert!(resolve_tests(tmp.path(), &["nope".into()]).is_err());
+    }
 
     #[test]
     fn verdicts() {

@@ -38,8 +38,10 @@ pub fn require_branch(repo: &Path, branch: &str, advice: &str) -> Result<()> {
 }
 
 /// Tracked files with uncommitted changes (`git status --porcelain --untracked-files=no`).
+/// (Not trimmed: the leading status column is significant.)
 pub fn tracked_changes(dir: &Path) -> Result<String> {
-    git(dir).args(["status", "--porcelain", "--untracked-files=no"]).read()
+    let out = git(dir).args(["status", "--porcelain", "--untracked-files=no"]).quiet().run()?;
+    Ok(out.text.trim_end().to_string())
 }
 
 /// If a `git am` stopped half-way in `dir`, abort it. (`--git-path` prints a path relative

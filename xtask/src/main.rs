@@ -70,7 +70,10 @@ fn main() -> ExitCode {
         Command::Compare(_) => "compare",
         Command::Refresh(_) => "refresh",
     };
-    let result = cmd::init_logs(&paths.logs(), name).and_then(|()| match &cli.command {
+    if let Err(e) = cmd::init_logs(&paths.logs(), name) {
+        eprintln!("warning: running without log files: {e:#}");
+    }
+    let result = match &cli.command {
         Command::Base => base::run(&paths),
         Command::Env(a) => env::run(&paths, a),
         Command::Apply(a) => apply::run(&paths, a),
@@ -78,7 +81,7 @@ fn main() -> ExitCode {
         Command::Full(a) => full::run(&paths, a),
         Command::Compare(a) => compare::run(&paths, a),
         Command::Refresh(a) => refresh::run(&paths, a),
-    });
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

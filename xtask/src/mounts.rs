@@ -132,7 +132,17 @@ impl Mounts {
     fn unmount_all(&mut self) -> Result<()> {
         let mut failed = Vec::new();
         while let Some(target) = self.mounted.pop() {
-            let plain = Cmd::new("umount").arg(&target).step("mounts").quiet().cleanup().run();
+            // Processes still exiting (after Ctrl-C) keep a mount busy for a moment.
+            let mut plain = Err(anyhow::anyhow!("not tried"));
+            for attempt in 0..5 {
+                if attempt > 0 {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+                plain = Cmd::new("umount").arg(&target).step("mounts").quiet().cleanup().run();
+                if plain.is_ok() {
+                    break;
+                }
+            }
             if plain.is_err() {
                 // Busy (a straggling process): detach it lazily rather than leave it mounted.
                 if let Err(e) =
