@@ -1,10 +1,13 @@
-//! `apply`: (re)create the work tree `CACHE/work/tree` on branch `build` at `fixups`, then
-//! `git am --3way` the series (or its first N patches). A patch that fails is reported with
-//! the hunk `git apply --check -v` rejects, and the tree is put back at `fixups`.
+//! `apply`: commit the series (or its first N patches) on top of `fixups` with
+//! `git am --3way` in a sparse temporary worktree, then check the result out in a slot's work
+//! tree. Only files that differ from the tree's current commit are written, so re-applying an
+//! unchanged series touches nothing and cargo (which compares modification times) rebuilds
+//! only what a changed patch affects. A patch that fails is reported with the hunk
+//! `git apply --check -v` rejects, and the work tree is left as it was.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use crate::git::{abort_stale_am, git, git_commit, require_branch, tracked_changes};
+use crate::git::{TempWorktree, abort_stale_am, git, git_commit, require_branch, tracked_changes};
 use crate::paths::*;
 use crate::series::{self, Patch};
 
@@ -21,21 +24,67 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
     if n > all.len() {
         bail!("--upto {n}, but the series has only {} patches", all.len());
     }
-    apply_patches(paths, &all[..n])
+    apply_patches(paths, Slot::Series, &all[..n])
 }
 
-/// Put the work tree at `fixups` (creating it if needed). Refuses to throw away changes to
-/// tracked files; untracked files (the Enzyme shim) survive.
-pub fn reset_tree(paths: &Paths) -> Result<()> {
-    let (repo, tree) = (paths.repo(), paths.tree());
+/// Commit `patches` on top of `fixups` and check the result out in `slot`'s work tree.
+pub fn apply_patches(paths: &Paths, slot: Slot, patches: &[Patch]) -> Result<()> {
+    let rev = commit_series(paths, patches)?;
+    sync_tree(paths, slot, &rev)?;
+    println!(
+        "apply: {} patch(es) applied in {} (branch `{}` at {})",
+        patches.len(),
+        paths.tree(slot).display(),
+        slot.branch(),
+        &rev[..rev.len().min(12)]
+    );
+    Ok(())
+}
+
+/// `git am --3way` each patch on top of `fixups` in a temporary worktree that checks out only
+/// the files the series touches, and return the last commit. No work tree is touched.
+pub fn commit_series(paths: &Paths, patches: &[Patch]) -> Result<String> {
+    let repo = paths.repo();
     require_branch(&repo, FIXUPS_BRANCH, "run `cargo xtask base` first")?;
+    if patches.is_empty() {
+        return git(&repo).args(["rev-parse", FIXUPS_BRANCH]).read();
+    }
+    let wt = TempWorktree::new(
+        &repo,
+        FIXUPS_BRANCH,
+        &paths.work(),
+        Some(&series::touched_files(patches)),
+    )?;
+    for (i, p) in patches.iter().enumerate() {
+        println!("apply: [{}/{}] {} ({})", i + 1, patches.len(), p.name, p.subject);
+        let am = git_commit(&wt.path)
+            .args(["am", "-q", "--3way"])
+            .arg(&p.path)
+            .step("apply")
+            .run_unchecked()?;
+        if am.success {
+            continue;
+        }
+        git_commit(&wt.path).args(["am", "--abort"]).quiet().run()?;
+        let check =
+            git(&wt.path).args(["apply", "--check", "-v"]).arg(&p.path).quiet().run_unchecked()?;
+        bail!(
+            "{} does not apply on top of `{FIXUPS_BRANCH}` and the {i} patch(es) before it; no work \
+             tree was changed. `git apply --check -v` says:\n{}",
+            p.name,
+            check.text.trim_end()
+        );
+    }
+    git(&wt.path).args(["rev-parse", "HEAD"]).read()
+}
+
+/// Put `slot`'s work tree on its branch at `rev`, creating the worktree if needed. Refuses to
+/// throw away changes to tracked files; untracked files (the Enzyme shim) survive.
+pub fn sync_tree(paths: &Paths, slot: Slot, rev: &str) -> Result<()> {
+    let (repo, tree, branch) = (paths.repo(), paths.tree(slot), slot.branch());
     if !tree.exists() {
         git(&repo).args(["worktree", "prune"]).run()?;
-        git(&repo)
-            .args(["worktree", "add", "-B", BUILD_BRANCH])
-            .arg(&tree)
-            .arg(FIXUPS_BRANCH)
-            .run()?;
+        git(&repo).args(["worktree", "add", "-q", "-B", branch]).arg(&tree).arg(rev).run()?;
         return Ok(());
     }
     if !tree.join(".git").exists() {
@@ -55,9 +104,15 @@ pub fn reset_tree(paths: &Paths) -> Result<()> {
     }
     if !rewritten.is_empty() {
         println!("apply: discarding the build's rewrite of {}", rewritten.join(", "));
+        git(&tree).args(["checkout", "-q", "--"]).args(&rewritten).run()?;
     }
-    git(&tree).args(["checkout", "-q", "-B", BUILD_BRANCH, FIXUPS_BRANCH]).run()?;
-    git(&tree).args(["reset", "-q", "--hard", FIXUPS_BRANCH]).run()?;
+    // `checkout` (unlike `reset --hard`) refuses to overwrite untracked files in the way.
+    git(&tree).args(["checkout", "-q", "-B", branch, rev]).run().with_context(|| {
+        format!(
+            "cannot check out the applied series in {}; is an untracked file in the way?",
+            tree.display()
+        )
+    })?;
     Ok(())
 }
 
@@ -78,39 +133,11 @@ fn split_changes(porcelain: &str) -> (Vec<&str>, Vec<&str>) {
     (rewritten, edits)
 }
 
-/// Reset the tree to `fixups`, then apply `patches` one `git am --3way` at a time.
-pub fn apply_patches(paths: &Paths, patches: &[Patch]) -> Result<()> {
-    reset_tree(paths)?;
-    let tree = paths.tree();
-    for (i, p) in patches.iter().enumerate() {
-        println!("apply: [{}/{}] {} ({})", i + 1, patches.len(), p.name, p.subject);
-        let am = git_commit(&tree)
-            .args(["am", "-q", "--3way"])
-            .arg(&p.path)
-            .step("apply")
-            .run_unchecked()?;
-        if am.success {
-            continue;
-        }
-        git_commit(&tree).args(["am", "--abort"]).run()?;
-        let check =
-            git(&tree).args(["apply", "--check", "-v"]).arg(&p.path).quiet().run_unchecked()?;
-        git(&tree).args(["reset", "-q", "--hard", FIXUPS_BRANCH]).run()?;
-        bail!(
-            "{} does not apply on top of `{FIXUPS_BRANCH}` and the {i} patch(es) before it; the tree is back at \
-             `{FIXUPS_BRANCH}`. `git apply --check -v` says:\n{}",
-            p.name,
-            check.text.trim_end()
-        );
-    }
-    println!("apply: {} patch(es) applied in {}", patches.len(), tree.display());
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn applies_and_recovers_from_a_bad_patch() {
@@ -126,32 +153,52 @@ mod tests {
         g(&["commit", "-q", "-m", "lock"]);
         g(&["branch", FIXUPS_BRANCH, BASE_BRANCH]);
         fs::create_dir_all(paths.work()).unwrap();
+        let tree = paths.tree(Slot::Series);
+        let head = || git(&tree).args(["rev-parse", "HEAD"]).read().unwrap();
 
         run(&paths, &Args { upto: None }).unwrap();
-        assert!(fs::read_to_string(paths.tree().join("tests/t.rs")).is_ok());
+        assert!(fs::read_to_string(tree.join("tests/t.rs")).is_ok());
+        // Re-applying the same series rewrites nothing.
+        let mtime = || fs::metadata(tree.join("lib.rs")).unwrap().mtime_nsec();
+        let before = (head(), mtime());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        run(&paths, &Args { upto: None }).unwrap();
+        assert_eq!((head(), mtime()), before, "an unchanged series must not touch the tree");
+
         assert!(run(&paths, &Args { upto: Some(3) }).is_err());
         run(&paths, &Args { upto: Some(1) }).unwrap();
-        assert!(!paths.tree().join("tests/t.rs").exists());
+        assert!(!tree.join("tests/t.rs").exists());
 
         // The build's rewrite of Cargo.lock is discarded; other edits are never thrown away.
-        fs::write(paths.tree().join("Cargo.lock"), "rewritten\n").unwrap();
+        fs::write(tree.join("Cargo.lock"), "rewritten\n").unwrap();
         run(&paths, &Args { upto: Some(1) }).unwrap();
-        assert_eq!(fs::read_to_string(paths.tree().join("Cargo.lock")).unwrap(), "lock\n");
-        fs::write(paths.tree().join("lib.rs"), "edited\n").unwrap();
+        assert_eq!(fs::read_to_string(tree.join("Cargo.lock")).unwrap(), "lock\n");
+        fs::write(tree.join("lib.rs"), "edited\n").unwrap();
         assert!(
             run(&paths, &Args { upto: None })
                 .unwrap_err()
                 .to_string()
                 .contains("uncommitted changes")
         );
-        git(&paths.tree()).args(["checkout", "lib.rs"]).quiet().run().unwrap();
+        git(&tree).args(["checkout", "lib.rs"]).quiet().run().unwrap();
 
-        // An untracked file in the way of patch 2 makes `git am` fail.
-        fs::create_dir_all(paths.tree().join("tests")).unwrap();
-        fs::write(paths.tree().join("tests/t.rs"), "untracked\n").unwrap();
+        // An untracked file in the way of patch 2: the tree stays where it was.
+        let at_one = head();
+        fs::create_dir_all(tree.join("tests")).unwrap();
+        fs::write(tree.join("tests/t.rs"), "untracked\n").unwrap();
+        let err = format!("{:#}", run(&paths, &Args { upto: None }).unwrap_err());
+        assert!(err.contains("untracked file in the way"), "{err}");
+        assert_eq!(head(), at_one);
+        assert_eq!(fs::read_to_string(tree.join("tests/t.rs")).unwrap(), "untracked\n");
+        fs::remove_file(tree.join("tests/t.rs")).unwrap();
+
+        // A patch whose context does not match is named, with the rejected hunk.
+        let p1 = patches.join("0001-lib-add-b.patch");
+        let text = fs::read_to_string(&p1).unwrap().replace(" fn a() {}", " fn z() {}");
+        fs::write(&p1, text).unwrap();
         let err = run(&paths, &Args { upto: None }).unwrap_err().to_string();
-        assert!(err.contains("0002-tests-cover-b.patch does not apply"), "{err}");
-        let head = git(&paths.tree()).args(["rev-parse", "HEAD"]).read().unwrap();
-        assert_eq!(head, git(&paths.repo()).args(["rev-parse", FIXUPS_BRANCH]).read().unwrap());
+        assert!(err.contains("0001-lib-add-b.patch does not apply"), "{err}");
+        assert!(err.contains("lib.rs"), "{err}");
+        assert_eq!(head(), at_one, "a failed apply must not move the tree");
     }
 }

@@ -142,7 +142,7 @@ fn unpack(paths: &Paths, tarball: &Path) -> Result<()> {
 /// Branch `fixups`: base plus one commit, made in a temporary worktree.
 fn make_fixups(paths: &Paths) -> Result<()> {
     let repo = paths.repo();
-    let wt = TempWorktree::new(&repo, BASE_BRANCH, &paths.base_parent())?;
+    let wt = TempWorktree::new(&repo, BASE_BRANCH, &paths.base_parent(), None)?;
     let manifest = wt.path.join("Cargo.toml");
     let text = fs::read_to_string(&manifest)
         .with_context(|| format!("cannot read {}", manifest.display()))?;

@@ -41,16 +41,16 @@ fn run_steps(paths: &Paths, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     }
     crate::cmd::require_root("cargo xtask check")?;
     crate::env::verify(paths)?;
-    step(rows, "apply", || apply::apply_patches(paths, &patches))?;
+    step(rows, "apply", || apply::apply_patches(paths, Slot::Check, &patches))?;
     let chroot = Chroot::enter(paths)?;
     step(rows, "check-core", || {
-        chroot.x(&["check", "--stage", "0", "library/core"], "check-core").run()
+        chroot.x(Slot::Check, &["check", "--stage", "0", "library/core"], "check-core").run()
     })?;
     step(rows, "check-codegen-llvm", || {
-        chroot.x(&["check", "compiler/rustc_codegen_llvm"], "check-codegen-llvm").run()
+        chroot.x(Slot::Check, &["check", "compiler/rustc_codegen_llvm"], "check-codegen-llvm").run()
     })?;
     if args.tidy {
-        step(rows, "tidy", || chroot.x(&["test", "tidy"], "tidy").run())?;
+        step(rows, "tidy", || chroot.x(Slot::Check, &["test", "tidy"], "tidy").run())?;
     }
     chroot.leave()
 }

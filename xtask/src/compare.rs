@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::compiletest::{self, Outcome};
 use crate::env::Chroot;
 use crate::full::{self, SUITES};
-use crate::paths::Paths;
+use crate::paths::{Paths, Slot};
 use crate::summary::{self, Row};
 use crate::{apply, series};
 
@@ -82,13 +82,13 @@ fn rounds(
     test_only: &[series::Patch],
     rows: &mut Vec<Row>,
 ) -> Result<(Outcomes, Outcomes)> {
-    apply::apply_patches(paths, test_only)?;
-    let targets = resolve_tests(&paths.tree(), &args.tests)?;
-    full::write_shim(paths)?;
+    apply::apply_patches(paths, Slot::Series, test_only)?;
+    let targets = resolve_tests(&paths.tree(Slot::Series), &args.tests)?;
+    full::write_shim(paths, Slot::Series)?;
     let chroot = Chroot::enter(paths)?;
     let before = round(&chroot, args, &targets, "round1", rows)?;
-    apply::apply_patches(paths, all)?;
-    full::write_shim(paths)?;
+    apply::apply_patches(paths, Slot::Series, all)?;
+    full::write_shim(paths, Slot::Series)?;
     let after = round(&chroot, args, &targets, "round2", rows)?;
     chroot.leave()?;
     Ok((before, after))
@@ -102,8 +102,10 @@ fn round(
     rows: &mut Vec<Row>,
 ) -> Result<Outcomes> {
     let build = format!("{name}-build-stage1");
-    summary::step(rows, &build, || chroot.x(&["build", "--stage", "1", "library"], &build).run())?;
-    let outcomes = full::run_tests(chroot, targets, &format!("{name}-tests"), rows)?;
+    summary::step(rows, &build, || {
+        chroot.x(Slot::Series, &["build", "--stage", "1", "library"], &build).run()
+    })?;
+    let outcomes = full::run_tests(chroot, Slot::Series, targets, &format!("{name}-tests"), rows)?;
     Ok(args.tests.iter().map(|t| compiletest::lookup(&outcomes, t)).collect())
 }
 

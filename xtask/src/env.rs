@@ -187,15 +187,16 @@ pub fn stage0_sysroot() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `CACHE/work/bootstrap.toml`, regenerated on every run.
-pub fn bootstrap_toml(paths: &Paths, stage0: &Path) -> String {
+/// The slot's bootstrap config (`CACHE/work/bootstrap*.toml`), regenerated on every run. All
+/// slots share every setting but the build directory, so base and series are built alike.
+pub fn bootstrap_toml(paths: &Paths, slot: Slot, stage0: &Path) -> String {
     let s = stage0.display();
     format!(
         "change-id = \"ignore\"\n[build]\nrustc = \"{s}/bin/rustc\"\ncargo = \"{s}/bin/cargo\"\nlocal-rebuild = true\n\
          vendor = false\nsubmodules = false\ndocs = false\nextended = false\nbuild-dir = \"{}\"\n[llvm]\n\
          download-ci-llvm = false\nlink-shared = true\nenzyme = true\n[rust]\ndebug-assertions = false\n\
          [target.{HOST_TRIPLE}]\nllvm-config = \"{LLVM_CONFIG}\"\n",
-        paths.build_dir().display()
+        paths.build_dir(slot).display()
     )
 }
 
@@ -206,29 +207,40 @@ pub struct Chroot {
 }
 
 impl Chroot {
+    /// Mount the cache and stage0 into the chroot and write every slot's bootstrap config.
     pub fn enter(paths: &Paths) -> Result<Chroot> {
         require_root("running x.py in the chroot")?;
         verify(paths)?;
         let stage0 = stage0_sysroot()?;
-        write_atomic(&paths.bootstrap_toml(), bootstrap_toml(paths, &stage0).as_bytes())?;
+        for slot in [Slot::Series, Slot::Check, Slot::Unpatched] {
+            write_atomic(
+                &paths.bootstrap_toml(slot),
+                bootstrap_toml(paths, slot, &stage0).as_bytes(),
+            )?;
+        }
         let binds = [paths.base_parent(), paths.work(), paths.cargo_home(), stage0];
         let mounts = Mounts::new(&paths.chroot(), &binds)?;
         Ok(Chroot { paths: paths.clone(), mounts })
     }
 
-    /// `python3 x.py ARGS --config CACHE/work/bootstrap.toml`, in the work tree.
-    pub fn x(&self, args: &[&str], step: &str) -> Cmd {
+    /// `python3 x.py ARGS --config CACHE/work/bootstrap*.toml`, in the slot's work tree.
+    pub fn x(&self, slot: Slot, args: &[&str], step: &str) -> Cmd {
         let mut words: Vec<String> = vec!["python3".into(), "x.py".into()];
         words.extend(args.iter().map(|a| shell_quote(a)));
         words.push("--config".into());
-        words.push(shell_quote(&self.paths.bootstrap_toml().display().to_string()));
+        words.push(shell_quote(&self.paths.bootstrap_toml(slot).display().to_string()));
         let script = format!(
             "cd {} && {}",
-            shell_quote(&self.paths.tree().display().to_string()),
+            shell_quote(&self.paths.tree(slot).display().to_string()),
             words.join(" ")
         );
+        self.sh(&script).step(step)
+    }
+
+    /// `bash -c SCRIPT` in the chroot, with the harness's clean environment.
+    pub fn sh(&self, script: &str) -> Cmd {
         let cargo_home = self.paths.cargo_home().display().to_string();
-        chroot_cmd(&self.paths.chroot(), &[("CARGO_HOME", &cargo_home)], &script).step(step)
+        chroot_cmd(&self.paths.chroot(), &[("CARGO_HOME", &cargo_home)], script)
     }
 
     pub fn leave(self) -> Result<()> {
@@ -243,7 +255,11 @@ mod tests {
     #[test]
     fn bootstrap_toml_and_chroot_line() {
         let paths = Paths::new("/c".into(), "/p".into());
-        let t = bootstrap_toml(&paths, Path::new("/tc"));
+        let t = bootstrap_toml(&paths, Slot::Series, Path::new("/tc"));
+        assert!(
+            bootstrap_toml(&paths, Slot::Unpatched, Path::new("/tc"))
+                .contains("/c/work/build-orig\"")
+        );
         assert!(
             t.starts_with("change-id = \"ignore\"\n[build]\nrustc = \"/tc/bin/rustc\"\n"),
             "{t}"

@@ -70,17 +70,17 @@ fn run_steps(
 ) -> Result<Vec<(String, Outcome)>> {
     if !args.no_apply {
         let patches = series::load(&paths.patches)?;
-        step(rows, "apply", || apply::apply_patches(paths, &patches))?;
+        step(rows, "apply", || apply::apply_patches(paths, Slot::Series, &patches))?;
     }
-    write_shim(paths)?;
+    write_shim(paths, Slot::Series)?;
     let chroot = Chroot::enter(paths)?;
     step(rows, "build-stage1", || {
-        chroot.x(&["build", "--stage", "1", "library"], "build-stage1").run()
+        chroot.x(Slot::Series, &["build", "--stage", "1", "library"], "build-stage1").run()
     })?;
     let mut outcomes = Vec::new();
     for suite in suites {
         let name = format!("test-{}", suite.trim_start_matches("tests/").replace('/', "-"));
-        outcomes.extend(run_tests(&chroot, &[suite.to_string()], &name, rows)?);
+        outcomes.extend(run_tests(&chroot, Slot::Series, &[suite.to_string()], &name, rows)?);
     }
     chroot.leave()?;
     Ok(outcomes)
@@ -109,6 +109,7 @@ fn select_suites(wanted: &[String]) -> Result<Vec<&'static str>> {
 /// failing to build is an error.
 pub fn run_tests(
     chroot: &Chroot,
+    slot: Slot,
     targets: &[String],
     step: &str,
     rows: &mut Vec<Row>,
@@ -116,7 +117,7 @@ pub fn run_tests(
     let mut words = vec!["test", "--stage", "1"];
     words.extend(targets.iter().map(String::as_str));
     words.extend(["--no-fail-fast", "--set", "rust.verbose-tests=true"]);
-    let out = chroot.x(&words, step).run_unchecked()?;
+    let out = chroot.x(slot, &words, step).run_unchecked()?;
     let counts = compiletest::summary(&out.text);
     let build_failed = counts.is_none() && !out.success;
     let failed = !out.success || counts.is_some_and(|c: Counts| c.failed > 0);
@@ -153,10 +154,12 @@ pub fn prepare_enzyme(paths: &Paths, lib: &Path) -> Result<()> {
     }
     let data = fs::read(lib).with_context(|| format!("cannot read {}", lib.display()))?;
     write_atomic(&dest, &data)?;
-    let installed = paths.enzyme_build();
-    if installed.exists() {
-        fs::remove_dir_all(&installed)
-            .with_context(|| format!("cannot delete {}", installed.display()))?;
+    for slot in [Slot::Series, Slot::Unpatched] {
+        let installed = paths.enzyme_build(slot);
+        if installed.exists() {
+            fs::remove_dir_all(&installed)
+                .with_context(|| format!("cannot delete {}", installed.display()))?;
+        }
     }
     println!("full: installed {} (sha256 {new}) as {}", lib.display(), dest.display());
     Ok(())
@@ -246,8 +249,8 @@ fn needed_llvm(readelf: &str) -> Vec<(String, Option<u32>)> {
 
 /// The untracked CMakeLists.txt that bootstrap's Enzyme step builds: it only installs our
 /// prebuilt library where bootstrap expects its own build output.
-pub fn write_shim(paths: &Paths) -> Result<()> {
-    let tree = paths.tree();
+pub fn write_shim(paths: &Paths, slot: Slot) -> Result<()> {
+    let tree = paths.tree(slot);
     if !tree.join(".git").exists() {
         bail!("no work tree at {}; run `cargo xtask apply` (or drop --no-apply)", tree.display());
     }
@@ -257,7 +260,7 @@ pub fn write_shim(paths: &Paths) -> Result<()> {
          cmake_minimum_required(VERSION 3.20)\nproject(EnzymeShim NONE)\ninstall(FILES \"{}\" DESTINATION lib)\n",
         paths.enzyme_lib().display()
     );
-    write_atomic(&paths.enzyme_shim(), text.as_bytes())
+    write_atomic(&paths.enzyme_shim(slot), text.as_bytes())
 }
 
 #[cfg(test)]

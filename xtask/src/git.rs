@@ -63,7 +63,15 @@ pub struct TempWorktree {
 
 impl TempWorktree {
     /// The temp dir is made inside `parent` so the checkout stays on the cache's filesystem.
-    pub fn new(repo: &Path, rev: &str, parent: &Path) -> Result<TempWorktree> {
+    /// `only` limits the checkout to these repository paths (a sparse checkout: the whole
+    /// rustc tree takes far longer to write than the few files a patch series touches);
+    /// `None` checks out everything.
+    pub fn new(
+        repo: &Path,
+        rev: &str,
+        parent: &Path,
+        only: Option<&[String]>,
+    ) -> Result<TempWorktree> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         let dir = tempfile::Builder::new()
@@ -71,9 +79,37 @@ impl TempWorktree {
             .tempdir_in(parent)
             .with_context(|| format!("cannot create a temp dir in {}", parent.display()))?;
         let path = dir.path().join("wt");
-        git(repo).args(["worktree", "add", "-q", "--detach"]).arg(&path).arg(rev).run()?;
-        Ok(TempWorktree { repo: repo.to_path_buf(), path, _dir: dir })
+        let wt = TempWorktree { repo: repo.to_path_buf(), path, _dir: dir };
+        let mut add = git(repo).args(["worktree", "add", "-q", "--detach"]);
+        if only.is_some() {
+            add = add.arg("--no-checkout");
+        }
+        add.arg(&wt.path).arg(rev).quiet().run()?;
+        if let Some(files) = only {
+            // Anchored non-cone patterns match exactly these paths; `reset --hard` then
+            // fills the index and writes only the matching files.
+            git(&wt.path)
+                .args(["sparse-checkout", "set", "--no-cone"])
+                .args(files.iter().map(|f| sparse_pattern(f)))
+                .quiet()
+                .run()?;
+            git(&wt.path).args(["reset", "-q", "--hard", "HEAD"]).quiet().run()?;
+        }
+        Ok(wt)
     }
+}
+
+/// An anchored sparse-checkout pattern that matches exactly `path` (glob characters
+/// escaped).
+fn sparse_pattern(path: &str) -> String {
+    let mut out = String::from("/");
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl Drop for TempWorktree {
@@ -84,5 +120,16 @@ impl Drop for TempWorktree {
             eprintln!("warning: cannot delete temporary worktree {}: {e}", self.path.display());
         }
         let _ = git(&self.repo).args(["worktree", "prune"]).quiet().cleanup().run();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_patterns_are_anchored_and_literal() {
+        assert_eq!(sparse_pattern("library/core/src/lib.rs"), "/library/core/src/lib.rs");
+        assert_eq!(sparse_pattern("a/[x]*?.rs"), "/a/\\[x]\\*\\?.rs");
     }
 }

@@ -4,6 +4,8 @@
 mod apply;
 mod apt;
 mod base;
+mod bench;
+mod bench_programs;
 mod check;
 mod cmd;
 mod compare;
@@ -16,6 +18,7 @@ mod paths;
 mod refresh;
 mod series;
 mod summary;
+mod symbols;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,8 +28,8 @@ use clap::{Parser, Subcommand};
 /// Build rustc 1.95.0 with the autodiff patch series in a Debian sid chroot and test it.
 ///
 /// Typical order: `base` (source), `env` (chroot), `check` (fast tier), `full` (Enzyme and
-/// the autodiff suites), `compare` (do the new tests catch the bug?), `refresh` (export
-/// patches from the development worktree).
+/// the autodiff suites), `compare` (do the new tests catch the bug?), `bench` (what the
+/// series costs), `refresh` (export patches from the development worktree).
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask")]
 struct Cli {
@@ -54,6 +57,8 @@ enum Command {
     Full(full::Args),
     /// Mutation check: new tests must fail with only the test patches and pass with all (root)
     Compare(compare::Args),
+    /// Measure what the series costs, unpatched vs patched stage 1 in one run (root)
+    Bench(bench::Args),
     /// Regenerate patches/ and patches/series from the development worktree's commits
     Refresh(refresh::Args),
 }
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Check(_) => "check",
         Command::Full(_) => "full",
         Command::Compare(_) => "compare",
+        Command::Bench(_) => "bench",
         Command::Refresh(_) => "refresh",
     };
     if let Err(e) = cmd::init_logs(&paths.logs(), name) {
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(&paths, a),
         Command::Full(a) => full::run(&paths, a),
         Command::Compare(a) => compare::run(&paths, a),
+        Command::Bench(a) => bench::run(&paths, a),
         Command::Refresh(a) => refresh::run(&paths, a),
     };
     match result {

@@ -15,8 +15,6 @@ pub const SRC_DIR: &str = "rustc-1.95.0-src";
 /// Branches in the base repository: the pristine tarball, and the harness's fix-ups on top.
 pub const BASE_BRANCH: &str = "base";
 pub const FIXUPS_BRANCH: &str = "fixups";
-/// The branch `apply` (re)creates in the work tree.
-pub const BUILD_BRANCH: &str = "build";
 /// The rustup toolchain used as stage0.
 pub const STAGE0_TOOLCHAIN: &str = "+1.95.0";
 /// LLVM shipped by Debian sid that the compiler links against.
@@ -25,6 +23,28 @@ pub const LLVM_CONFIG: &str = "/usr/lib/llvm-22/bin/llvm-config";
 pub const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// Cover letter kept in patches/ but never listed in the series.
 pub const COVER_LETTER: &str = "0000-cover-letter.patch";
+
+/// A work tree plus build directory. `Series` is base + the series (what `full`, `compare`
+/// and `apply` use), `Check` the same tree checked in its own build directory, `Unpatched`
+/// the `fixups` compiler `bench` compares against. Its tree is `work/orig`, a path as long as
+/// `work/tree`, so paths embedded in the two compilers' outputs have the same length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Series,
+    Check,
+    Unpatched,
+}
+
+impl Slot {
+    /// The branch the slot's work tree has checked out (a branch can be checked out in only
+    /// one worktree).
+    pub fn branch(self) -> &'static str {
+        match self {
+            Slot::Series | Slot::Check => "build",
+            Slot::Unpatched => "build-orig",
+        }
+    }
+}
 
 /// Every location under the cache directory (default `$HOME/.cache/admk`).
 #[derive(Debug, Clone)]
@@ -57,19 +77,37 @@ impl Paths {
     pub fn work(&self) -> PathBuf {
         self.cache.join("work")
     }
-    /// The worktree that `apply` builds from.
-    pub fn tree(&self) -> PathBuf {
-        self.work().join("tree")
+    /// The worktree a slot builds from. `check` shares the series' tree (it checks the same
+    /// commit), but not its build directory.
+    pub fn tree(&self, slot: Slot) -> PathBuf {
+        match slot {
+            Slot::Series | Slot::Check => self.work().join("tree"),
+            Slot::Unpatched => self.work().join("orig"),
+        }
     }
     /// The developer's worktree that `refresh` exports patches from.
     pub fn dev(&self) -> PathBuf {
         self.work().join("dev")
     }
-    pub fn build_dir(&self) -> PathBuf {
-        self.work().join("build")
+    /// Bootstrap's build directory of a slot. Separate directories keep `x check` from
+    /// invalidating the stage 1 build, and let `bench` keep both compilers at once.
+    pub fn build_dir(&self, slot: Slot) -> PathBuf {
+        self.work().join(match slot {
+            Slot::Series => "build",
+            Slot::Check => "build-check",
+            Slot::Unpatched => "build-orig",
+        })
     }
-    pub fn bootstrap_toml(&self) -> PathBuf {
-        self.work().join("bootstrap.toml")
+    pub fn bootstrap_toml(&self, slot: Slot) -> PathBuf {
+        self.work().join(match slot {
+            Slot::Series => "bootstrap.toml",
+            Slot::Check => "bootstrap-check.toml",
+            Slot::Unpatched => "bootstrap-orig.toml",
+        })
+    }
+    /// The stage 1 sysroot a slot's `x build --stage 1 library` produces.
+    pub fn stage1(&self, slot: Slot) -> PathBuf {
+        self.build_dir(slot).join(HOST_TRIPLE).join("stage1")
     }
     pub fn enzyme_lib_dir(&self) -> PathBuf {
         self.work().join("enzyme-lib")
@@ -78,12 +116,16 @@ impl Paths {
         self.enzyme_lib_dir().join(format!("libEnzyme-{LLVM_MAJOR}.so"))
     }
     /// Bootstrap's Enzyme install dir; deleting it makes bootstrap reinstall the library.
-    pub fn enzyme_build(&self) -> PathBuf {
-        self.build_dir().join(HOST_TRIPLE).join("enzyme")
+    pub fn enzyme_build(&self, slot: Slot) -> PathBuf {
+        self.build_dir(slot).join(HOST_TRIPLE).join("enzyme")
     }
     /// Where the shim CMakeLists.txt goes (untracked in the tree).
-    pub fn enzyme_shim(&self) -> PathBuf {
-        self.tree().join("src/tools/enzyme/enzyme/CMakeLists.txt")
+    pub fn enzyme_shim(&self, slot: Slot) -> PathBuf {
+        self.tree(slot).join("src/tools/enzyme/enzyme/CMakeLists.txt")
+    }
+    /// Scratch space of `bench`, inside `work` so the chroot sees it at the same path.
+    pub fn bench(&self) -> PathBuf {
+        self.work().join("bench")
     }
     pub fn cargo_home(&self) -> PathBuf {
         self.cache.join("cargo-home")

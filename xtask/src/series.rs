@@ -174,6 +174,12 @@ pub fn lint(patches: &Path) -> Result<Vec<Patch>> {
     Ok(out)
 }
 
+/// Every path any patch of `series` touches, sorted and unique.
+pub fn touched_files(series: &[Patch]) -> Vec<String> {
+    let set: BTreeSet<&String> = series.iter().flat_map(|p| &p.files).collect();
+    set.into_iter().cloned().collect()
+}
+
 /// Apply the whole series in order to a fresh worktree of `base_rev` (no 3-way merge,
 /// whitespace errors fatal). The error names the first patch that does not apply.
 pub fn check_applies(
@@ -182,7 +188,7 @@ pub fn check_applies(
     series: &[Patch],
     tmp_parent: &Path,
 ) -> Result<()> {
-    let wt = TempWorktree::new(repo, base_rev, tmp_parent)?;
+    let wt = TempWorktree::new(repo, base_rev, tmp_parent, Some(&touched_files(series)))?;
     for p in series {
         let check = git(&wt.path)
             .args(["apply", "--check", "--whitespace=error-all", "-v"])

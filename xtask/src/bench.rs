@@ -1,0 +1,553 @@
+//! `bench`: what the series costs, patched vs unpatched, measured in one run. Builds (or
+//! incrementally updates) two stage 1 compilers from the same config, the unpatched one from
+//! `fixups` in `work/orig` and the patched one from the series in `work/tree`, then compiles
+//! the programs of `bench_programs` with both, interleaved, and compares outputs, symbol
+//! tables, linking with C code that defines Enzyme's markers, and compile times. Also times
+//! the harness's own turnaround: a warm `check` and the rebuild after touching one patch.
+//! Prints a table and writes the same figures as JSON.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::bench_programs as prog;
+use crate::cmd::{self, fmt_duration, require_root, shell_quote, write_atomic};
+use crate::env::Chroot;
+use crate::paths::*;
+use crate::summary::{self, Row, step};
+use crate::{apply, check, full, series, symbols};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prebuilt Enzyme built against LLVM 22; it is installed as libEnzyme-22.so
+    #[arg(long, value_name = "PATH")]
+    pub enzyme_lib: PathBuf,
+    /// Timed compilations of the autodiff crate per compiler, interleaved
+    #[arg(long, default_value_t = 7, value_name = "N")]
+    pub runs: usize,
+    /// Skip the turnaround figures (a warm `check`, the rebuild after touching one patch)
+    #[arg(long)]
+    pub no_turnaround: bool,
+    /// Also write the JSON report here (it always goes to CACHE/logs)
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// The goal for the compile-time ratio patched/unpatched.
+const TIME_RATIO_GOAL: f64 = 1.01;
+
+/// One of the two compilers.
+struct Compiler {
+    name: &'static str,
+    rustc: PathBuf,
+    out: PathBuf,
+}
+
+/// A line of the final table.
+struct Line {
+    what: String,
+    unpatched: String,
+    patched: String,
+    change: String,
+    goal: String,
+    met: Option<bool>,
+}
+
+pub fn run(paths: &Paths, args: &Args) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    require_root("cargo xtask bench")?;
+    crate::env::verify(paths)?;
+    full::validate_enzyme_lib(&args.enzyme_lib)?;
+    let patches = series::load(&paths.patches)?;
+    let started = cmd::utc_stamp(std::time::SystemTime::now());
+
+    let mut lines = Vec::new();
+    let mut report = serde_json::Map::new();
+    if !args.no_turnaround {
+        let warm = paths.build_dir(Slot::Check).exists();
+        let t = Instant::now();
+        check::run(paths, &check::Args { tidy: false, lint_only: false })?;
+        let took = t.elapsed();
+        let goal = if warm { "warm cache" } else { "COLD cache (no earlier check)" };
+        lines.push(Line {
+            what: "turnaround: `cargo xtask check`".into(),
+            unpatched: "-".into(),
+            patched: fmt_duration(took),
+            change: "-".into(),
+            goal: goal.into(),
+            met: None,
+        });
+        report.insert("check".into(), json!({"seconds": took.as_secs_f64(), "warm": warm}));
+    }
+
+    full::prepare_enzyme(paths, &args.enzyme_lib)?;
+    let mut rows = Vec::new();
+    let result = measure(paths, args, &patches, &mut rows, &mut lines, &mut report);
+    summary::print(&rows);
+    result?;
+
+    let table = render(&lines);
+    println!("\nbench ({started}, {} timed runs per compiler)\n{table}", args.runs);
+    report.insert("date".into(), json!(started));
+    report.insert("runs".into(), json!(args.runs));
+    report.insert(
+        "command".into(),
+        json!(format!("cargo xtask bench --enzyme-lib {}", args.enzyme_lib.display())),
+    );
+    report.insert("table".into(), json!(table));
+    let text = serde_json::to_string_pretty(&Value::Object(report))? + "\n";
+    let log_json = paths.logs().join(format!("{started}-bench.json"));
+    write_atomic(&log_json, text.as_bytes())?;
+    println!("bench: JSON report in {}", log_json.display());
+    if let Some(file) = &args.json {
+        write_atomic(file, text.as_bytes())?;
+        println!("bench: JSON report also in {}", file.display());
+    }
+    Ok(())
+}
+
+fn measure(
+    paths: &Paths,
+    args: &Args,
+    patches: &[series::Patch],
+    rows: &mut Vec<Row>,
+    lines: &mut Vec<Line>,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    step(rows, "apply-unpatched", || apply::apply_patches(paths, Slot::Unpatched, &[]))?;
+    step(rows, "apply-patched", || apply::apply_patches(paths, Slot::Series, patches))?;
+    full::write_shim(paths, Slot::Unpatched)?;
+    full::write_shim(paths, Slot::Series)?;
+    let chroot = Chroot::enter(paths)?;
+    let build = |slot: Slot, name: &str, rows: &mut Vec<Row>| {
+        step(rows, name, || chroot.x(slot, &["build", "--stage", "1", "library"], name).run())
+    };
+    build(Slot::Unpatched, "build-unpatched-stage1", rows)?;
+    build(Slot::Series, "build-patched-stage1", rows)?;
+
+    if !args.no_turnaround {
+        let (touched, took) = rebuild_after_touch(paths, patches, rows, |rows| {
+            build(Slot::Series, "rebuild-after-touch", rows).map(|_| ())
+        })?;
+        lines.push(Line {
+            what: format!("turnaround: rebuild after touching {touched}"),
+            unpatched: "-".into(),
+            patched: fmt_duration(took),
+            change: "-".into(),
+            goal: "incremental".into(),
+            met: None,
+        });
+        report.insert(
+            "rebuild_after_touch".into(),
+            json!({"patch": touched, "seconds": took.as_secs_f64()}),
+        );
+    }
+
+    let src = paths.bench().join("src");
+    for (file, text) in [
+        ("hello.rs", prog::HELLO),
+        ("cdylib.rs", prog::CDYLIB),
+        ("staticlib.rs", prog::STATICLIB),
+        ("main.c", prog::C_MAIN),
+        ("autodiff.rs", prog::AUTODIFF),
+    ] {
+        write_atomic(&src.join(file), text.as_bytes())?;
+    }
+    let compilers = [Slot::Unpatched, Slot::Series].map(|slot| {
+        let name = if slot == Slot::Series { "patched" } else { "unpatched" };
+        Compiler {
+            name,
+            rustc: paths.stage1(slot).join("bin/rustc"),
+            out: paths.bench().join(name),
+        }
+    });
+    for c in &compilers {
+        if !c.rustc.exists() {
+            bail!("no stage 1 rustc at {} after the build", c.rustc.display());
+        }
+        fs::create_dir_all(&c.out).with_context(|| format!("cannot create {}", c.out.display()))?;
+    }
+
+    let result = (|| {
+        for (name, flags) in [
+            ("hello-o3", &["-Copt-level=3"][..]),
+            ("hello-o3-fat-lto", &["-Copt-level=3", "-Clto=fat"][..]),
+        ] {
+            binary_footprint(&chroot, &compilers, &src, name, flags, lines, report)?;
+        }
+        cdylib_exports(&chroot, &compilers, &src, lines, report)?;
+        c_link(&chroot, &compilers, &src, lines, report)?;
+        compile_time(&chroot, &compilers, &src, args.runs, lines, report)
+    })();
+    chroot.leave()?;
+    result
+}
+
+/// Move the series' tree to the commit before the last patch that changes the compiler and
+/// back, which rewrites that patch's files (as editing it would), then time `rebuild`.
+fn rebuild_after_touch(
+    paths: &Paths,
+    patches: &[series::Patch],
+    rows: &mut Vec<Row>,
+    rebuild: impl FnOnce(&mut Vec<Row>) -> Result<()>,
+) -> Result<(String, Duration)> {
+    let Some(k) = patches.iter().rposition(|p| p.files.iter().any(|f| f.starts_with("compiler/")))
+    else {
+        bail!("no patch changes compiler/; nothing to touch for the rebuild figure");
+    };
+    let name = patches[k].name.clone();
+    println!("bench: touching {name} (its files are rewritten, as an edit of the patch would)");
+    let before = apply::commit_series(paths, &patches[..k])?;
+    apply::sync_tree(paths, Slot::Series, &before)?;
+    apply::apply_patches(paths, Slot::Series, patches)?;
+    let t = Instant::now();
+    rebuild(rows)?;
+    Ok((name, t.elapsed()))
+}
+
+/// Run `rustc` of `c` in the chroot, in `src`, with `args`; returns the command's output.
+fn rustc(chroot: &Chroot, c: &Compiler, src: &Path, args: &[String]) -> Result<cmd::Output> {
+    let mut words = vec![shell_quote(&c.rustc.display().to_string())];
+    words.extend(args.iter().map(|a| shell_quote(a)));
+    let script =
+        format!("cd {} && {} 2>&1", shell_quote(&src.display().to_string()), words.join(" "));
+    chroot.sh(&script).quiet().step("bench").run_unchecked()
+}
+
+fn must(out: cmd::Output, what: &str) -> Result<cmd::Output> {
+    if !out.success {
+        bail!("{what} failed:\n{}", out.text.trim_end());
+    }
+    Ok(out)
+}
+
+fn out_file(c: &Compiler, name: &str) -> String {
+    c.out.join(name).display().to_string()
+}
+
+fn file_size(path: &str) -> Result<u64> {
+    Ok(fs::metadata(path).with_context(|| format!("no output {path}"))?.len())
+}
+
+fn fmt_delta(d: i64) -> String {
+    format!("{d:+} B")
+}
+
+/// Summarize symbol differences: "none" or the count and the first few names.
+fn fmt_names(only_unpatched: &[String], only_patched: &[String]) -> String {
+    let show = |v: &[String]| {
+        let mut s = v.iter().take(4).cloned().collect::<Vec<_>>().join(" ");
+        if v.len() > 4 {
+            s.push_str(&format!(" (+{} more)", v.len() - 4));
+        }
+        s
+    };
+    match (only_unpatched.is_empty(), only_patched.is_empty()) {
+        (true, true) => "none".into(),
+        (true, false) => format!("new: {}", show(only_patched)),
+        (false, true) => format!("gone: {}", show(only_unpatched)),
+        (false, false) => {
+            format!("new: {}; gone: {}", show(only_patched), show(only_unpatched))
+        }
+    }
+}
+
+/// A program that does not use autodiff: size and symbol table.
+fn binary_footprint(
+    chroot: &Chroot,
+    compilers: &[Compiler; 2],
+    src: &Path,
+    name: &str,
+    flags: &[&str],
+    lines: &mut Vec<Line>,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    let mut sizes = [0u64; 2];
+    let mut syms = Vec::new();
+    for (i, c) in compilers.iter().enumerate() {
+        let out = out_file(c, name);
+        let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        args.extend(["hello.rs".into(), "-o".into(), out.clone()]);
+        must(rustc(chroot, c, src, &args)?, &format!("{} rustc {name}", c.name))?;
+        sizes[i] = file_size(&out)?;
+        syms.push(symbols::defined(Path::new(&out), false)?);
+    }
+    let (gone, new) = symbols::differ(&syms[0], &syms[1]);
+    let delta = sizes[1] as i64 - sizes[0] as i64;
+    lines.push(Line {
+        what: format!("{name} (no autodiff): size"),
+        unpatched: format!("{} B", sizes[0]),
+        patched: format!("{} B", sizes[1]),
+        change: fmt_delta(delta),
+        goal: "+0 B".into(),
+        met: Some(delta == 0),
+    });
+    lines.push(Line {
+        what: format!("{name}: symbols that differ (nm)"),
+        unpatched: format!("{}", syms[0].len()),
+        patched: format!("{}", syms[1].len()),
+        change: fmt_names(&gone, &new),
+        goal: "none".into(),
+        met: Some(gone.is_empty() && new.is_empty()),
+    });
+    report.insert(
+        name.into(),
+        json!({"flags": flags, "size": {"unpatched": sizes[0], "patched": sizes[1]},
+               "symbols": {"unpatched": syms[0].len(), "patched": syms[1].len(),
+                           "only_patched": new, "only_unpatched": gone}}),
+    );
+    Ok(())
+}
+
+/// A no-autodiff cdylib: size and the dynamic export table.
+fn cdylib_exports(
+    chroot: &Chroot,
+    compilers: &[Compiler; 2],
+    src: &Path,
+    lines: &mut Vec<Line>,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    let mut sizes = [0u64; 2];
+    let mut syms = Vec::new();
+    for (i, c) in compilers.iter().enumerate() {
+        let out = out_file(c, "libbench_cdylib.so");
+        let args = ["--crate-type=cdylib", "-Copt-level=3", "cdylib.rs", "-o", &out];
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        must(rustc(chroot, c, src, &args)?, &format!("{} rustc cdylib", c.name))?;
+        sizes[i] = file_size(&out)?;
+        syms.push(symbols::defined(Path::new(&out), true)?);
+    }
+    let (gone, new) = symbols::differ(&syms[0], &syms[1]);
+    let delta = sizes[1] as i64 - sizes[0] as i64;
+    lines.push(Line {
+        what: "cdylib (no autodiff): size".into(),
+        unpatched: format!("{} B", sizes[0]),
+        patched: format!("{} B", sizes[1]),
+        change: fmt_delta(delta),
+        goal: "+0 B".into(),
+        met: Some(delta == 0),
+    });
+    lines.push(Line {
+        what: "cdylib: dynamic exports (nm -D --defined-only)".into(),
+        unpatched: format!("{}", syms[0].len()),
+        patched: format!("{}", syms[1].len()),
+        change: fmt_names(&gone, &new),
+        goal: "no new export".into(),
+        met: Some(new.is_empty()),
+    });
+    report.insert(
+        "cdylib".into(),
+        json!({"size": {"unpatched": sizes[0], "patched": sizes[1]},
+               "exports": {"unpatched": syms[0].len(), "patched": syms[1].len(),
+                           "only_patched": new, "only_unpatched": gone}}),
+    );
+    Ok(())
+}
+
+/// A Rust staticlib linked into a C program that defines every marker itself.
+fn c_link(
+    chroot: &Chroot,
+    compilers: &[Compiler; 2],
+    src: &Path,
+    lines: &mut Vec<Line>,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    let mut results = Vec::new();
+    for c in compilers {
+        let lib = out_file(c, "libbench_static.a");
+        let args = [
+            "--crate-type=staticlib",
+            "-Copt-level=3",
+            "--print=native-static-libs",
+            "staticlib.rs",
+            "-o",
+            &lib,
+        ];
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = must(rustc(chroot, c, src, &args)?, &format!("{} rustc staticlib", c.name))?;
+        let native = out
+            .text
+            .lines()
+            .find_map(|l| l.split_once("native-static-libs: ").map(|(_, r)| r.trim().to_string()))
+            .unwrap_or_default();
+        let exe = out_file(c, "c-main");
+        let script = format!(
+            "cd {} && cc -O2 -fno-common main.c {} {native} -o {} 2>&1 && {}",
+            shell_quote(&src.display().to_string()),
+            shell_quote(&lib),
+            shell_quote(&exe),
+            shell_quote(&exe)
+        );
+        let run = chroot.sh(&script).quiet().step("bench").run_unchecked()?;
+        let ok = run.success && run.text == prog::C_MAIN_EXPECTED;
+        let shown = if ok {
+            "links, runs".to_string()
+        } else {
+            let first =
+                run.text.lines().find(|l| l.contains("multiple definition") || l.contains("error"));
+            format!("FAILS: {}", first.unwrap_or(run.text.lines().next().unwrap_or("")).trim())
+        };
+        results.push((ok, shown, run.text));
+    }
+    lines.push(Line {
+        what: "staticlib + C defining all 8 markers (-fno-common)".into(),
+        unpatched: results[0].1.clone(),
+        patched: results[1].1.clone(),
+        change: "-".into(),
+        goal: "links, runs".into(),
+        met: Some(results[1].0),
+    });
+    report.insert(
+        "c_link".into(),
+        json!({"unpatched": {"ok": results[0].0, "output": results[0].2},
+               "patched": {"ok": results[1].0, "output": results[1].2}}),
+    );
+    Ok(())
+}
+
+/// Compile the autodiff crate `runs` times with each compiler, alternating which goes first,
+/// after one untimed warm-up each; check the program's output once.
+fn compile_time(
+    chroot: &Chroot,
+    compilers: &[Compiler; 2],
+    src: &Path,
+    runs: usize,
+    lines: &mut Vec<Line>,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    let flags = ["-Zautodiff=Enable", "-Clto=fat", "-Copt-level=3"];
+    let compile = |c: &Compiler| -> Result<Duration> {
+        let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        args.extend(["autodiff.rs".into(), "-o".into(), out_file(c, "autodiff")]);
+        let t = Instant::now();
+        must(rustc(chroot, c, src, &args)?, &format!("{} rustc autodiff.rs", c.name))?;
+        Ok(t.elapsed())
+    };
+    let mut outputs = Vec::new();
+    for c in compilers {
+        compile(c)?;
+        let exe = out_file(c, "autodiff");
+        let out = chroot.sh(&shell_quote(&exe)).quiet().step("bench").run_unchecked()?;
+        if !out.success || out.text != prog::AUTODIFF_EXPECTED {
+            bail!(
+                "the {} compiler's autodiff program printed {:?}, expected {:?}",
+                c.name,
+                out.text,
+                prog::AUTODIFF_EXPECTED
+            );
+        }
+        outputs.push(out.text);
+    }
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..runs {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            println!("bench: compile time, round {}/{runs}, {}", round + 1, compilers[i].name);
+            times[i].push(compile(&compilers[i])?.as_secs_f64());
+        }
+    }
+    let stats = times.clone().map(Stats::of);
+    let ratio = stats[1].median / stats[0].median;
+    // The spread of the ratio: fastest patched over slowest unpatched, and the reverse.
+    let (lo, hi) = (stats[1].min / stats[0].max, stats[1].max / stats[0].min);
+    lines.push(Line {
+        what: "autodiff crate compile time (O3, fat LTO): median (min-max)".into(),
+        unpatched: stats[0].show(),
+        patched: stats[1].show(),
+        change: format!("x{ratio:.3} (spread {lo:.3}-{hi:.3})"),
+        goal: format!("<= {TIME_RATIO_GOAL:.2}"),
+        met: Some(ratio <= TIME_RATIO_GOAL),
+    });
+    report.insert(
+        "autodiff_compile_time".into(),
+        json!({"flags": flags, "seconds": {"unpatched": times[0], "patched": times[1]},
+               "median": {"unpatched": stats[0].median, "patched": stats[1].median},
+               "ratio": ratio, "ratio_spread": [lo, hi], "goal": TIME_RATIO_GOAL,
+               "output": outputs[1]}),
+    );
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(mut v: Vec<f64>) -> Stats {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        Stats { median, min: v[0], max: v[n - 1] }
+    }
+    fn show(&self) -> String {
+        format!("{:.2}s ({:.2}-{:.2})", self.median, self.min, self.max)
+    }
+}
+
+/// Render the lines as an aligned table, with a "met" column of yes / NO / -.
+fn render(lines: &[Line]) -> String {
+    let header = ["measurement", "unpatched", "patched", "change", "goal", "met"].map(String::from);
+    let mut cells = vec![header];
+    for l in lines {
+        cells.push([
+            l.what.clone(),
+            l.unpatched.clone(),
+            l.patched.clone(),
+            l.change.clone(),
+            l.goal.clone(),
+            match l.met {
+                Some(true) => "yes".into(),
+                Some(false) => "NO".into(),
+                None => "-".into(),
+            },
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..6).map(|i| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (n, row) in cells.iter().enumerate() {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(&format!("| {} |\n", line.join(" | ")));
+        if n == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_table() {
+        let s = Stats::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Stats::of(vec![4.0, 1.0, 2.0, 3.0]).median, 2.5);
+        assert_eq!(fmt_names(&[], &[]), "none");
+        let names: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+        assert_eq!(fmt_names(&[], &names), "new: s0 s1 s2 s3 (+2 more)");
+        let t = render(&[Line {
+            what: "x".into(),
+            unpatched: "1".into(),
+            patched: "2".into(),
+            change: "+1".into(),
+            goal: "+0".into(),
+            met: Some(false),
+        }]);
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].starts_with("| measurement | unpatched |"), "{t}");
+        assert!(rows[1].starts_with("|-------------|-"), "{t}");
+        assert!(rows[2].ends_with("| NO  |"), "{t}");
+    }
+}
