@@ -18,7 +18,8 @@ pub struct Args {
     /// Prebuilt Enzyme built against LLVM 22; it is installed as libEnzyme-22.so
     #[arg(long, value_name = "PATH")]
     pub enzyme_lib: PathBuf,
-    /// The new tests, comma-separated: run-make dir names, file names or paths under tests/
+    /// The new tests, comma-separated: run-make dir names, file names or paths under tests/,
+    /// with `#REVISION` to judge one revision of a test on its own
     #[arg(long, value_name = "A,B,C", value_delimiter = ',', required = true)]
     pub tests: Vec<String>,
 }
@@ -83,7 +84,9 @@ fn rounds(
     rows: &mut Vec<Row>,
 ) -> Result<(Outcomes, Outcomes)> {
     apply::apply_patches(paths, Slot::Series, test_only)?;
-    let targets = resolve_tests(&paths.tree(Slot::Series), &args.tests)?;
+    let mut targets = resolve_tests(&paths.tree(Slot::Series), &args.tests)?;
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert(t.clone()));
     full::write_shim(paths, Slot::Series)?;
     let chroot = Chroot::enter(paths)?;
     let before = round(&chroot, args, &targets, "round1", rows)?;
@@ -115,7 +118,8 @@ fn resolve_tests(tree: &Path, names: &[String]) -> Result<Vec<String>> {
     names
         .iter()
         .map(|name| {
-            let name = name.trim().trim_end_matches('/');
+            // x.py runs every revision of a test; `compiletest::lookup` picks one out.
+            let (name, _revision) = compiletest::split_revision(name.trim().trim_end_matches('/'));
             let found: Vec<String> = if name.contains('/') {
                 [name.to_string(), format!("tests/{name}")].into_iter().collect()
             } else {
@@ -149,12 +153,14 @@ mod tests {
             "markers",
             "run-make/autodiff/fat-lto",
             "tests/codegen-llvm/autodiff/markers.rs",
+            "markers.rs#lto",
         ];
         let got = resolve_tests(tmp.path(), &names.map(String::from)).unwrap();
         assert_eq!(got[0], "tests/run-make/autodiff/fat-lto");
         assert_eq!(got[1], "tests/codegen-llvm/autodiff/markers.rs");
         assert_eq!(got[2], "tests/run-make/autodiff/fat-lto");
         assert_eq!(got[3], "tests/codegen-llvm/autodiff/markers.rs");
+        assert_eq!(got[4], "tests/codegen-llvm/autodiff/markers.rs");
         assert!(resolve_tests(tmp.path(), &["nope".into()]).is_err());
     }
 

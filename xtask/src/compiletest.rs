@@ -93,13 +93,17 @@ pub fn outcomes(text: &str) -> Vec<(String, Outcome)> {
 }
 
 /// The outcome of the test called `query`: a path (`tests/ui/autodiff/x.rs`), a file name
-/// (`x.rs`, `x`) or a run-make directory name. Revisions are folded: any failure wins.
+/// (`x.rs`, `x`) or a run-make directory name, optionally with `#REVISION` for one revision.
+/// Without one, revisions are folded: any failure wins.
 pub fn lookup(outcomes: &[(String, Outcome)], query: &str) -> Option<Outcome> {
-    let q = query.trim_end_matches('/');
+    let (q, revision) = split_revision(query.trim_end_matches('/'));
     let matches = |name: &str| {
-        let path = name.split_once("] ").map_or(name, |(_, p)| p);
-        let path = path.split('#').next().unwrap_or(path);
-        path == q || path.ends_with(&format!("/{q}")) || path.ends_with(&format!("/{q}.rs"))
+        let name = name.split_once("] ").map_or(name, |(_, p)| p);
+        let (path, rev) = split_revision(name);
+        (revision.is_none() || rev == revision)
+            && (path == q
+                || path.ends_with(&format!("/{q}"))
+                || path.ends_with(&format!("/{q}.rs")))
     };
     let found: Vec<Outcome> =
         outcomes.iter().filter(|(n, _)| matches(n)).map(|(_, o)| *o).collect();
@@ -109,6 +113,14 @@ pub fn lookup(outcomes: &[(String, Outcome)], query: &str) -> Option<Outcome> {
         Some(Outcome::Passed)
     } else {
         found.first().copied()
+    }
+}
+
+/// `x.rs#rev` into the test and its revision.
+pub fn split_revision(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('#') {
+        Some((path, rev)) => (path, Some(rev)),
+        None => (name, None),
     }
 }
 
@@ -122,6 +134,7 @@ test [run-make] tests/run-make/autodiff/rlib ... ok
 test [run-make] tests/run-make/autodiff/type-trees ... FAILED
 test [run-make] tests/run-make/autodiff/other ... ignored, needs-enzyme
 test [ui] tests/ui/autodiff/visibility.rs#std_autodiff ... ok (1.20s)
+test [ui] tests/ui/autodiff/visibility.rs#no_std_autodiff ... FAILED
 \u{1b}[31m[ui] tests/ui/autodiff/bad.rs ... F\u{1b}[0m
 
 test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 10 filtered out; finished in 4.50s
@@ -138,11 +151,14 @@ test result: \u{1b}[32mok\u{1b}[0m. 5 passed; 0 failed; 2 ignored; 0 measured; 0
     #[test]
     fn finds_named_tests() {
         let o = outcomes(LOG);
-        assert_eq!(o.len(), 5);
+        assert_eq!(o.len(), 6);
         assert_eq!(lookup(&o, "rlib"), Some(Outcome::Passed));
         assert_eq!(lookup(&o, "type-trees"), Some(Outcome::Failed));
         assert_eq!(lookup(&o, "other"), Some(Outcome::Ignored));
-        assert_eq!(lookup(&o, "visibility"), Some(Outcome::Passed));
+        assert_eq!(lookup(&o, "visibility"), Some(Outcome::Failed), "any failed revision wins");
+        assert_eq!(lookup(&o, "visibility#std_autodiff"), Some(Outcome::Passed));
+        assert_eq!(lookup(&o, "visibility.rs#no_std_autodiff"), Some(Outcome::Failed));
+        assert_eq!(lookup(&o, "visibility#nope"), None);
         assert_eq!(lookup(&o, "tests/ui/autodiff/bad.rs"), Some(Outcome::Failed));
         assert_eq!(lookup(&o, "missing"), None);
         assert_eq!(lookup(&o, "lib"), None, "a suffix of a name is not the name");
