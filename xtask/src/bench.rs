@@ -257,6 +257,80 @@ fn fmt_names(only_unpatched: &[String], only_patched: &[String]) -> String {
     }
 }
 
+/// Sizes and symbol tables of one output built by both compilers.
+struct Footprint {
+    sizes: [u64; 2],
+    /// Only the unpatched compiler's output has these symbols (after `symbols::normalize`).
+    gone: Vec<String>,
+    /// Only the patched compiler's output has these.
+    new: Vec<String>,
+    counts: [usize; 2],
+}
+
+impl Footprint {
+    /// Build `file` with `flags` into `out_name` with both compilers and compare the outputs'
+    /// sizes and defined symbols (the dynamic table if `dynamic`).
+    fn measure(
+        chroot: &Chroot,
+        compilers: &[Compiler; 2],
+        src: &Path,
+        (file, flags, out_name): (&str, &[&str], &str),
+        dynamic: bool,
+    ) -> Result<Footprint> {
+        let mut sizes = [0u64; 2];
+        let mut syms = Vec::new();
+        for (i, c) in compilers.iter().enumerate() {
+            let out = out_file(c, out_name);
+            let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+            args.extend([file.into(), "-o".into(), out.clone()]);
+            must(rustc(chroot, c, src, &args)?, &format!("{} rustc {out_name}", c.name))?;
+            sizes[i] = file_size(&out)?;
+            syms.push(symbols::defined(Path::new(&out), dynamic)?);
+        }
+        let (gone, new) = symbols::differ(&syms[0], &syms[1]);
+        Ok(Footprint { sizes, gone, new, counts: [syms[0].len(), syms[1].len()] })
+    }
+
+    fn size_delta(&self) -> i64 {
+        self.sizes[1] as i64 - self.sizes[0] as i64
+    }
+
+    /// The size line (goal +0 B) and the symbol line of the table.
+    fn lines(
+        &self,
+        what: &str,
+        symbols_what: &str,
+        symbols_goal: &str,
+        symbols_met: bool,
+    ) -> [Line; 2] {
+        let delta = self.size_delta();
+        [
+            Line {
+                what: format!("{what} (no autodiff): size"),
+                unpatched: format!("{} B", self.sizes[0]),
+                patched: format!("{} B", self.sizes[1]),
+                change: fmt_delta(delta),
+                goal: "+0 B".into(),
+                met: Some(delta == 0),
+            },
+            Line {
+                what: format!("{what}: {symbols_what}"),
+                unpatched: format!("{}", self.counts[0]),
+                patched: format!("{}", self.counts[1]),
+                change: fmt_names(&self.gone, &self.new),
+                goal: symbols_goal.into(),
+                met: Some(symbols_met),
+            },
+        ]
+    }
+
+    fn json(&self, symbols_key: &str) -> Value {
+        json!({"size": {"unpatched": self.sizes[0], "patched": self.sizes[1]},
+               symbols_key: {"unpatched": self.counts[0], "patched": self.counts[1],
+                             "only_patched": self.new, "only_unpatched": self.gone}})
+    }
+}
+
 /// A program that does not use autodiff: size and symbol table.
 fn binary_footprint(
     chroot: &Chroot,
@@ -267,40 +341,12 @@ fn binary_footprint(
     lines: &mut Vec<Line>,
     report: &mut serde_json::Map<String, Value>,
 ) -> Result<()> {
-    let mut sizes = [0u64; 2];
-    let mut syms = Vec::new();
-    for (i, c) in compilers.iter().enumerate() {
-        let out = out_file(c, name);
-        let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-        args.extend(["hello.rs".into(), "-o".into(), out.clone()]);
-        must(rustc(chroot, c, src, &args)?, &format!("{} rustc {name}", c.name))?;
-        sizes[i] = file_size(&out)?;
-        syms.push(symbols::defined(Path::new(&out), false)?);
-    }
-    let (gone, new) = symbols::differ(&syms[0], &syms[1]);
-    let delta = sizes[1] as i64 - sizes[0] as i64;
-    lines.push(Line {
-        what: format!("{name} (no autodiff): size"),
-        unpatched: format!("{} B", sizes[0]),
-        patched: format!("{} B", sizes[1]),
-        change: fmt_delta(delta),
-        goal: "+0 B".into(),
-        met: Some(delta == 0),
-    });
-    lines.push(Line {
-        what: format!("{name}: symbols that differ (nm)"),
-        unpatched: format!("{}", syms[0].len()),
-        patched: format!("{}", syms[1].len()),
-        change: fmt_names(&gone, &new),
-        goal: "none".into(),
-        met: Some(gone.is_empty() && new.is_empty()),
-    });
-    report.insert(
-        name.into(),
-        json!({"flags": flags, "size": {"unpatched": sizes[0], "patched": sizes[1]},
-               "symbols": {"unpatched": syms[0].len(), "patched": syms[1].len(),
-                           "only_patched": new, "only_unpatched": gone}}),
-    );
+    let f = Footprint::measure(chroot, compilers, src, ("hello.rs", flags, name), false)?;
+    let unchanged = f.gone.is_empty() && f.new.is_empty();
+    lines.extend(f.lines(name, "symbols that differ (nm)", "none", unchanged));
+    let mut entry = f.json("symbols");
+    entry["flags"] = json!(flags);
+    report.insert(name.into(), entry);
     Ok(())
 }
 
@@ -312,40 +358,16 @@ fn cdylib_exports(
     lines: &mut Vec<Line>,
     report: &mut serde_json::Map<String, Value>,
 ) -> Result<()> {
-    let mut sizes = [0u64; 2];
-    let mut syms = Vec::new();
-    for (i, c) in compilers.iter().enumerate() {
-        let out = out_file(c, "libbench_cdylib.so");
-        let args = ["--crate-type=cdylib", "-Copt-level=3", "cdylib.rs", "-o", &out];
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        must(rustc(chroot, c, src, &args)?, &format!("{} rustc cdylib", c.name))?;
-        sizes[i] = file_size(&out)?;
-        syms.push(symbols::defined(Path::new(&out), true)?);
-    }
-    let (gone, new) = symbols::differ(&syms[0], &syms[1]);
-    let delta = sizes[1] as i64 - sizes[0] as i64;
-    lines.push(Line {
-        what: "cdylib (no autodiff): size".into(),
-        unpatched: format!("{} B", sizes[0]),
-        patched: format!("{} B", sizes[1]),
-        change: fmt_delta(delta),
-        goal: "+0 B".into(),
-        met: Some(delta == 0),
-    });
-    lines.push(Line {
-        what: "cdylib: dynamic exports (nm -D --defined-only)".into(),
-        unpatched: format!("{}", syms[0].len()),
-        patched: format!("{}", syms[1].len()),
-        change: fmt_names(&gone, &new),
-        goal: "no new export".into(),
-        met: Some(new.is_empty()),
-    });
-    report.insert(
-        "cdylib".into(),
-        json!({"size": {"unpatched": sizes[0], "patched": sizes[1]},
-               "exports": {"unpatched": syms[0].len(), "patched": syms[1].len(),
-                           "only_patched": new, "only_unpatched": gone}}),
-    );
+    let build = ("cdylib.rs", &["--crate-type=cdylib", "-Copt-level=3"][..], "libbench_cdylib.so");
+    let f = Footprint::measure(chroot, compilers, src, build, true)?;
+    let no_new = f.new.is_empty();
+    lines.extend(f.lines(
+        "cdylib",
+        "dynamic exports (nm -D --defined-only)",
+        "no new export",
+        no_new,
+    ));
+    report.insert("cdylib".into(), f.json("exports"));
     Ok(())
 }
 
