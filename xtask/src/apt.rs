@@ -1,6 +1,7 @@
 //! apt plumbing: find the host's Debian mirror in its apt sources (one-line `.list` and
-//! deb822 `.sources` files), pick a Debian source version, and build the option set of the
-//! private apt state that `base` uses to download the rustc tarball.
+//! deb822 `.sources` files), pick a Debian source version, build the option set of the
+//! private apt state that `base` uses to download the rustc tarball, and read the version of
+//! an installed package from a dpkg status file.
 
 use std::cmp::Ordering;
 use std::fs;
@@ -154,6 +155,20 @@ pub fn pick_version(showsrc: &str, prefix: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// The `Version:` of `package` in a dpkg status file (`/var/lib/dpkg/status`), if it is
+/// installed (`Status: install ok installed`).
+pub fn installed_version(status: &str, package: &str) -> Option<String> {
+    status.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+        };
+        if field("Package") != Some(package) || field("Status") != Some("install ok installed") {
+            return None;
+        }
+        field("Version").map(String::from)
+    })
+}
+
 /// dpkg's version-string comparison (`verrevcmp`), applied to the whole string: runs of
 /// non-digits compare with `~` lowest and letters before other characters, runs of digits
 /// compare numerically. Epochs are not used by the versions we compare.
@@ -283,6 +298,18 @@ mod tests {
         assert_eq!(dpkg_cmp("1.0-1~exp1", "1.0-1"), Ordering::Less);
         assert_eq!(dpkg_cmp("1.0-2+b1", "1.0-2"), Ordering::Greater);
         assert_eq!(dpkg_cmp("1.0-02", "1.0-2"), Ordering::Equal);
+    }
+
+    #[test]
+    fn reads_installed_versions() {
+        let status = "Package: libllvm21\nStatus: deinstall ok config-files\nVersion: 1:21.1\n\n\
+                      Package: libllvm22\nStatus: install ok installed\nArchitecture: amd64\n\
+                      Description: LLVM\n Version: 0 (a continuation line)\nVersion: 1:22.1.8-3\n\n\
+                      Package: libllvm22-dev\nStatus: install ok installed\nVersion: 9\n";
+        assert_eq!(installed_version(status, "libllvm22").as_deref(), Some("1:22.1.8-3"));
+        assert_eq!(installed_version(status, "libllvm21"), None, "only config files left");
+        assert_eq!(installed_version(status, "libllvm2"), None);
+        assert_eq!(installed_version("", "libllvm22"), None);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! incrementally updates) two stage 1 compilers from the same config, the unpatched one from
 //! `fixups` in `work/orig` and the patched one from the series in `work/tree`, then compiles
 //! the programs of `bench_programs` with both, interleaved, and compares outputs, symbol
-//! tables, linking with C code that defines Enzyme's markers, and compile times. Also times
-//! the harness's own turnaround: a warm `check` and the rebuild after touching one patch.
-//! Prints a table and writes the same figures as JSON.
+//! tables, linking with C code that defines Enzyme's markers, and compile times: wall time,
+//! and the instructions rustc executes (counted by `cachegrind`), which unlike wall time on
+//! this 2-core VM do not spread by about 10 % from run to run. Also times the harness's own
+//! turnaround: a warm `check` and the rebuild after touching one patch. Prints a table and
+//! writes the same figures as JSON.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::bench_programs as prog;
+use crate::cachegrind::{self, Goal, Samples};
 use crate::cmd::{self, fmt_duration, require_root, shell_quote, write_atomic};
 use crate::env::Chroot;
 use crate::paths::*;
@@ -28,6 +31,14 @@ pub struct Args {
     /// Timed compilations of the autodiff crate per compiler, interleaved
     #[arg(long, default_value_t = 7, value_name = "N")]
     pub runs: usize,
+    /// Instruction-count runs per compiler and build (valgrind in the chroot); with more than
+    /// one, the table shows the minimum and the maximum, so determinism can be checked
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub ir_runs: usize,
+    /// Skip the instruction counts (each counted compile takes some 20-50 times as long as a
+    /// plain one)
+    #[arg(long)]
+    pub no_instructions: bool,
     /// Skip the turnaround figures (a warm `check`, the rebuild after touching one patch)
     #[arg(long)]
     pub no_turnaround: bool,
@@ -38,6 +49,18 @@ pub struct Args {
 
 /// The goal for the compile-time ratio patched/unpatched.
 const TIME_RATIO_GOAL: f64 = 1.01;
+
+/// How the autodiff crate is compiled, for the wall time and the instruction count.
+const AUTODIFF_FLAGS: [&str; 3] = ["-Zautodiff=Enable", "-Clto=fat", "-Copt-level=3"];
+
+/// The builds of the hello-world program (no autodiff): name and flags.
+const HELLO_BUILDS: [(&str, &[&str]); 2] =
+    [("hello-o3", &["-Copt-level=3"]), ("hello-o3-fat-lto", &["-Copt-level=3", "-Clto=fat"])];
+
+/// Instruction-count goals for patched/unpatched: the autodiff crate may cost 0.5 % more, a
+/// crate without autodiff must cost the same within 0.1 %.
+const AUTODIFF_IR_GOAL: Goal = Goal::AtMost { ppm: 5_000 };
+const PLAIN_IR_GOAL: Goal = Goal::Within { ppm: 1_000 };
 
 /// One of the two compilers.
 struct Compiler {
@@ -60,8 +83,17 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if args.ir_runs == 0 {
+        bail!("--ir-runs must be at least 1 (--no-instructions skips the instruction counts)");
+    }
     require_root("cargo xtask bench")?;
     crate::env::verify(paths)?;
+    if !args.no_instructions {
+        // Before the builds, which take minutes.
+        crate::env::verify_tool(paths, cachegrind::VALGRIND, cachegrind::PACKAGE).context(
+            "counting instructions needs valgrind in the chroot (or pass --no-instructions)",
+        )?;
+    }
     full::validate_enzyme_lib(&args.enzyme_lib)?;
     let patches = series::load(&paths.patches)?;
     let started = cmd::utc_stamp(std::time::SystemTime::now());
@@ -92,7 +124,12 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
     result?;
 
     let table = render(&lines);
-    println!("\nbench ({started}, {} timed runs per compiler)\n{table}", args.runs);
+    let counted = if args.no_instructions {
+        String::new()
+    } else {
+        format!(", {} instruction-count runs per compiler and build", args.ir_runs)
+    };
+    println!("\nbench ({started}, {} timed runs per compiler{counted})\n{table}", args.runs);
     report.insert("date".into(), json!(started));
     report.insert("runs".into(), json!(args.runs));
     report.insert(
@@ -174,15 +211,16 @@ fn measure(
     }
 
     let result = (|| {
-        for (name, flags) in [
-            ("hello-o3", &["-Copt-level=3"][..]),
-            ("hello-o3-fat-lto", &["-Copt-level=3", "-Clto=fat"][..]),
-        ] {
+        for (name, flags) in HELLO_BUILDS {
             binary_footprint(&chroot, &compilers, &src, name, flags, lines, report)?;
         }
         cdylib_exports(&chroot, &compilers, &src, lines, report)?;
         c_link(&chroot, &compilers, &src, lines, report)?;
-        compile_time(&chroot, &compilers, &src, args.runs, lines, report)
+        compile_time(&chroot, &compilers, &src, args.runs, lines, report)?;
+        if !args.no_instructions {
+            instructions(&chroot, &compilers, &src, args.ir_runs, lines, report)?;
+        }
+        Ok(())
     })();
     chroot.leave()?;
     result
@@ -212,8 +250,14 @@ fn rebuild_after_touch(
 
 /// Run `rustc` of `c` in the chroot, in `src`, with `args`; returns the command's output.
 fn rustc(chroot: &Chroot, c: &Compiler, src: &Path, args: &[String]) -> Result<cmd::Output> {
-    let mut words = vec![shell_quote(&c.rustc.display().to_string())];
-    words.extend(args.iter().map(|a| shell_quote(a)));
+    let mut words = vec![c.rustc.display().to_string()];
+    words.extend(args.iter().cloned());
+    run_in(chroot, src, &words)
+}
+
+/// Run the command `words` in the chroot, in `src`; its output is stdout and stderr together.
+fn run_in(chroot: &Chroot, src: &Path, words: &[String]) -> Result<cmd::Output> {
+    let words: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
     let script =
         format!("cd {} && {} 2>&1", shell_quote(&src.display().to_string()), words.join(" "));
     chroot.sh(&script).quiet().step("bench").run_unchecked()
@@ -442,7 +486,7 @@ fn compile_time(
     lines: &mut Vec<Line>,
     report: &mut serde_json::Map<String, Value>,
 ) -> Result<()> {
-    let flags = ["-Zautodiff=Enable", "-Clto=fat", "-Copt-level=3"];
+    let flags = AUTODIFF_FLAGS;
     let compile = |c: &Compiler| -> Result<Duration> {
         let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
         args.extend(["autodiff.rs".into(), "-o".into(), out_file(c, "autodiff")]);
@@ -491,6 +535,76 @@ fn compile_time(
                "median": {"unpatched": stats[0].median, "patched": stats[1].median},
                "ratio": ratio, "ratio_spread": [lo, hi], "goal": TIME_RATIO_GOAL,
                "output": outputs[1]}),
+    );
+    Ok(())
+}
+
+/// Count the instructions each compiler executes (valgrind's cachegrind, rustc only: the
+/// linker is not counted) to compile the autodiff crate and the hello-world builds, `runs`
+/// times each, and judge the ratios patched/unpatched of the minima.
+fn instructions(
+    chroot: &Chroot,
+    compilers: &[Compiler; 2],
+    src: &Path,
+    runs: usize,
+    lines: &mut Vec<Line>,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    let version = chroot
+        .sh(&format!("{} --version", cachegrind::VALGRIND))
+        .quiet()
+        .step("bench")
+        .read()
+        .context("cannot run valgrind in the chroot")?;
+    println!("bench: counting instructions with {version}, {runs} run(s) per compiler and build");
+    let mut builds = vec![(
+        "autodiff",
+        "autodiff crate (O3, fat LTO)".to_string(),
+        "autodiff.rs",
+        &AUTODIFF_FLAGS[..],
+        AUTODIFF_IR_GOAL,
+    )];
+    for (name, flags) in HELLO_BUILDS {
+        builds.push((name, format!("{name} (no autodiff)"), "hello.rs", flags, PLAIN_IR_GOAL));
+    }
+    let runs_note = if runs > 1 { format!(", min of {runs} (max)") } else { String::new() };
+    let mut entries = serde_json::Map::new();
+    for (name, what, file, flags, goal) in builds {
+        let mut counts: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..runs {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let c = &compilers[i];
+                println!(
+                    "bench: instructions of {name}, run {}/{runs}, {} (valgrind, slow)",
+                    round + 1,
+                    c.name
+                );
+                let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+                args.extend([file.into(), "-o".into(), out_file(c, &format!("{name}-counted"))]);
+                let words = cachegrind::command(&c.rustc.display().to_string(), &args);
+                let what_ran = format!("{} rustc {file} ({name}) under valgrind", c.name);
+                let out = must(run_in(chroot, src, &words)?, &what_ran)?;
+                counts[i].push(cachegrind::parse_i_refs(&out.text).context(what_ran)?);
+            }
+        }
+        let samples = Samples { counts };
+        lines.push(Line {
+            what: format!("{what}: instructions (cachegrind, rustc only){runs_note}"),
+            unpatched: samples.cell(0),
+            patched: samples.cell(1),
+            change: samples.change()?,
+            goal: goal.show(),
+            met: Some(samples.met(goal)),
+        });
+        let mut entry = samples.json(goal)?;
+        entry["flags"] = json!(flags);
+        entries.insert(name.into(), entry);
+    }
+    report.insert(
+        "instructions".into(),
+        json!({"tool": format!("{version} --tool=cachegrind --cache-sim=no, children not traced"),
+               "runs": runs, "builds": entries}),
     );
     Ok(())
 }

@@ -329,7 +329,17 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// SHA-256 of bytes as lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Fail with a clear message unless we run as root (chroot, mount and debootstrap need it).
@@ -352,6 +362,10 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(3725)), "1h02m05s");
         assert_eq!(fmt_duration(Duration::from_secs(65)), "1m05s");
         assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(1_700_000_000)), "20231114-221320");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

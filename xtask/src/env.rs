@@ -1,6 +1,8 @@
 //! `env`: the Debian sid chroot the compiler is built in (debootstrap from the host's mirror
 //! plus LLVM 22 and the build tools), and `Chroot`, the handle the build commands use to run
-//! `x.py` inside it with the cache and the stage0 toolchain mounted.
+//! `x.py` inside it with the cache and the stage0 toolchain mounted. On a finished chroot,
+//! `env` installs the listed packages it lacks (the list grew after it was built) instead of
+//! rebuilding it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ const PACKAGES: &[&str] = &[
     "file",
     "make",
     "xz-utils",
+    // `bench` counts the compilers' instructions with cachegrind.
+    "valgrind",
 ];
 
 /// What `verify` looks for in the chroot, and the package that provides it.
@@ -60,6 +64,7 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
         remove_tree(&part)?;
     }
     if dir.join(READY).exists() {
+        install_missing(&dir)?;
         verify(paths)?;
         println!("env: chroot {} is ready", dir.display());
         return Ok(());
@@ -108,24 +113,70 @@ fn create(part: &Path) -> Result<()> {
         .arg(&mirror)
         .step("env-debootstrap")
         .run()?;
-    copy_host_files(part)?;
     write_atomic(
         &part.join("etc/apt/apt.conf.d/99admk"),
         b"Acquire::Check-Valid-Until \"false\";\n",
     )?;
-    let mounts = Mounts::new(part, &[])?;
+    install_packages(part, PACKAGES)?;
+    fs::write(part.join(READY), b"")?;
+    Ok(())
+}
+
+/// `apt-get update && apt-get install PACKAGES` in the chroot at `root`, with the host's CA
+/// bundle and resolver copied in before and after. Refused (by `Mounts::new`, before anything
+/// changes) while another harness run has the chroot mounted.
+fn install_packages(root: &Path, packages: &[&str]) -> Result<()> {
+    let mounts = Mounts::new(root, &[])?;
+    copy_host_files(root)?;
     let script = format!(
         "apt-get update && apt-get install -y --no-install-recommends {}",
-        PACKAGES.join(" ")
+        packages.join(" ")
     );
-    chroot_cmd(part, &[("PATH", SETUP_PATH), ("DEBIAN_FRONTEND", "noninteractive")], &script)
+    chroot_cmd(root, &[("PATH", SETUP_PATH), ("DEBIAN_FRONTEND", "noninteractive")], &script)
         .step("env-packages")
         .run()?;
     mounts.release()?;
     // Package triggers may have regenerated the bundle without the host's (proxy) CA.
-    copy_host_files(part)?;
-    fs::write(part.join(READY), b"")?;
-    Ok(())
+    copy_host_files(root)
+}
+
+/// Install the packages of `PACKAGES` that the finished chroot at `dir` lacks, e.g. one added
+/// to the list after the chroot was built. Does nothing (and needs no network) when none is
+/// missing, so `env` stays idempotent.
+fn install_missing(dir: &Path) -> Result<()> {
+    let status_file = dir.join("var/lib/dpkg/status");
+    let status = fs::read_to_string(&status_file).with_context(|| {
+        format!(
+            "cannot read {}; rebuild the chroot with `cargo xtask env --clean`",
+            status_file.display()
+        )
+    })?;
+    let missing = missing_packages(&status, PACKAGES);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "env: the chroot {} lacks {} (listed after it was built); installing",
+        dir.display(),
+        missing.join(" ")
+    );
+    install_packages(dir, &missing)
+        .with_context(|| format!("cannot install {} into {}", missing.join(" "), dir.display()))
+}
+
+/// The packages of `wanted` that a dpkg status file (`var/lib/dpkg/status`) does not list as
+/// installed (`Status: install ok installed`, or `hold ok installed`).
+fn missing_packages<'a>(status: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+    let mut installed = std::collections::BTreeSet::new();
+    for stanza in status.split("\n\n") {
+        let field = |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(str::trim));
+        let done =
+            field("Status:").is_some_and(|s| s.split_whitespace().last() == Some("installed"));
+        if let (Some(package), true) = (field("Package:"), done) {
+            installed.insert(package);
+        }
+    }
+    wanted.iter().copied().filter(|p| !installed.contains(p)).collect()
 }
 
 /// The host's CA bundle (it may contain a proxy CA) and resolver configuration.
@@ -142,18 +193,26 @@ fn copy_host_files(root: &Path) -> Result<()> {
 
 /// Check the chroot is finished and has the tools; errors name the missing package.
 pub fn verify(paths: &Paths) -> Result<()> {
+    for (file, package) in REQUIRED {
+        verify_tool(paths, file, package)?;
+    }
+    Ok(())
+}
+
+/// Check the chroot is finished and has `file` (absolute inside it) from `package`; for the
+/// tools only some commands need (valgrind for `bench`), which `verify` does not demand.
+pub fn verify_tool(paths: &Paths, file: &str, package: &str) -> Result<()> {
     let dir = paths.chroot();
     if !dir.join(READY).exists() {
         bail!("no finished chroot at {}; run `cargo xtask env` first", dir.display());
     }
-    for (file, package) in REQUIRED {
-        if !dir.join(file.trim_start_matches('/')).exists() {
-            bail!(
-                "the chroot lacks {file} (package {package}); install it with `chroot {} apt-get install {package}` \
-                 or rebuild with `cargo xtask env --clean`",
-                dir.display()
-            );
-        }
+    if !dir.join(file.trim_start_matches('/')).exists() {
+        bail!(
+            "the chroot lacks {file} (package {package}); `cargo xtask env` installs the listed \
+             packages a chroot lacks, or install it with `chroot {} apt-get install {package}`, \
+             or rebuild with `cargo xtask env --clean`",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -279,5 +338,33 @@ mod tests {
              bash -c 'cd /t && python3 x.py'"
         );
         assert_eq!(part_dir(Path::new("/c/chroot/sid")), PathBuf::from("/c/chroot/sid.part"));
+    }
+
+    #[test]
+    fn finds_packages_a_chroot_lacks() {
+        let status = "Package: cmake\nStatus: install ok installed\nVersion: 3.31\n\n\
+                      Package: valgrind\nStatus: deinstall ok config-files\n\n\
+                      Package: git\nArchitecture: amd64\nStatus: hold ok installed\n\n\
+                      Package: file\nStatus: install ok unpacked\n";
+        let wanted = ["cmake", "git", "valgrind", "file", "make"];
+        assert_eq!(missing_packages(status, &wanted), ["valgrind", "file", "make"]);
+        assert!(missing_packages(status, &["cmake", "git"]).is_empty());
+        assert_eq!(missing_packages("", &["valgrind"]), ["valgrind"]);
+        assert!(PACKAGES.contains(&"valgrind"));
+    }
+
+    #[test]
+    fn verify_tool_names_the_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path().into(), "/p".into());
+        let err = verify_tool(&paths, "/usr/bin/valgrind", "valgrind").unwrap_err().to_string();
+        assert!(err.contains("no finished chroot"), "{err}");
+        fs::create_dir_all(paths.chroot().join("usr/bin")).unwrap();
+        fs::write(paths.chroot().join(READY), b"").unwrap();
+        let err = verify_tool(&paths, "/usr/bin/valgrind", "valgrind").unwrap_err().to_string();
+        assert!(err.contains("lacks /usr/bin/valgrind (package valgrind)"), "{err}");
+        assert!(err.contains("`cargo xtask env` installs"), "{err}");
+        fs::write(paths.chroot().join("usr/bin/valgrind"), b"").unwrap();
+        verify_tool(&paths, "/usr/bin/valgrind", "valgrind").unwrap();
     }
 }

@@ -114,9 +114,25 @@ pub fn run_tests(
     step: &str,
     rows: &mut Vec<Row>,
 ) -> Result<Vec<(String, Outcome)>> {
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let out = x_test(chroot, slot, &targets, &[], step, rows)?;
+    Ok(compiletest::outcomes(&out.text))
+}
+
+/// `run_tests` with `extra` flags for x.py, returning the whole output (for suites whose
+/// per-test lines are not compiletest's).
+pub fn x_test(
+    chroot: &Chroot,
+    slot: Slot,
+    targets: &[&str],
+    extra: &[&str],
+    step: &str,
+    rows: &mut Vec<Row>,
+) -> Result<cmd::Output> {
     let mut words = vec!["test", "--stage", "1"];
-    words.extend(targets.iter().map(String::as_str));
+    words.extend(targets);
     words.extend(["--no-fail-fast", "--set", "rust.verbose-tests=true"]);
+    words.extend(extra);
     let out = chroot.x(slot, &words, step).run_unchecked()?;
     let counts = compiletest::summary(&out.text);
     let build_failed = counts.is_none() && !out.success;
@@ -139,7 +155,7 @@ pub fn run_tests(
         let log = out.log.map(|l| format!("; see {}", l.display())).unwrap_or_default();
         bail!("`x.py test {}` failed before running any test{log}", targets.join(" "));
     }
-    Ok(compiletest::outcomes(&out.text))
+    Ok(out)
 }
 
 /// Validate `lib`, copy it to CACHE/work/enzyme-lib/libEnzyme-22.so, and force bootstrap to

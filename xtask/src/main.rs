@@ -6,6 +6,7 @@ mod apt;
 mod base;
 mod bench;
 mod bench_programs;
+mod cachegrind;
 mod check;
 mod cmd;
 mod compare;
@@ -19,6 +20,7 @@ mod refresh;
 mod series;
 mod summary;
 mod symbols;
+mod wide;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +31,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Typical order: `base` (source), `env` (chroot), `check` (fast tier), `full` (Enzyme and
 /// the autodiff suites), `compare` (do the new tests catch the bug?), `bench` (what the
-/// series costs), `refresh` (export patches from the development worktree).
+/// series costs), `wide` (what bors would catch), `refresh` (export patches from the
+/// development worktree).
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask")]
 struct Cli {
@@ -59,6 +62,8 @@ enum Command {
     Compare(compare::Args),
     /// Measure what the series costs, unpatched vs patched stage 1 in one run (root)
     Bench(bench::Args),
+    /// Run wide suites on the base and with the series; fail on tests only the series fails (root)
+    Wide(wide::Args),
     /// Regenerate patches/ and patches/series from the development worktree's commits
     Refresh(refresh::Args),
 }
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         Command::Full(_) => "full",
         Command::Compare(_) => "compare",
         Command::Bench(_) => "bench",
+        Command::Wide(_) => "wide",
         Command::Refresh(_) => "refresh",
     };
     if let Err(e) = cmd::init_logs(&paths.logs(), name) {
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         Command::Full(a) => full::run(&paths, a),
         Command::Compare(a) => compare::run(&paths, a),
         Command::Bench(a) => bench::run(&paths, a),
+        Command::Wide(a) => wide::run(&paths, a),
         Command::Refresh(a) => refresh::run(&paths, a),
     };
     match result {

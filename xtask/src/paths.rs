@@ -127,6 +127,10 @@ impl Paths {
     pub fn bench(&self) -> PathBuf {
         self.work().join("bench")
     }
+    /// `wide`'s cache of the unpatched compiler's test results, one JSON file per suite.
+    pub fn wide(&self) -> PathBuf {
+        self.cache.join("wide")
+    }
     pub fn cargo_home(&self) -> PathBuf {
         self.cache.join("cargo-home")
     }

@@ -1,5 +1,5 @@
 //! The final table of a run: one row per step with its result, test counts, duration and
-//! log file.
+//! log file; and the column alignment that commands' other tables share.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,18 +18,33 @@ pub struct Row {
 /// Render rows as an aligned text table.
 pub fn render(rows: &[Row]) -> String {
     let header = ["step", "result", "pass/fail/ign", "time", "log"].map(String::from);
-    let mut cells: Vec<[String; 5]> = vec![header];
+    let mut cells = vec![header.to_vec()];
     for r in rows {
-        cells.push([
+        cells.push(vec![
             r.step.clone(),
             r.result.clone(),
-            r.counts.map_or("-".into(), |c| format!("{}/{}/{}", c.passed, c.failed, c.ignored)),
+            r.counts.map_or("-".into(), fmt_counts),
             fmt_duration(r.duration),
             r.log.as_ref().map_or("-".into(), |l| l.display().to_string()),
         ]);
     }
-    let widths: Vec<usize> =
-        (0..5).map(|i| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
+    table(&cells)
+}
+
+/// `passed/failed/ignored`.
+pub fn fmt_counts(c: Counts) -> String {
+    format!("{}/{}/{}", c.passed, c.failed, c.ignored)
+}
+
+/// Align `cells` (the first row is the header, every row has as many cells) in columns two
+/// spaces apart, with a rule under the header.
+pub fn table(cells: &[Vec<String>]) -> String {
+    let columns = cells.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            cells.iter().filter_map(|c| c.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for (n, row) in cells.iter().enumerate() {
         let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
