@@ -1,6 +1,8 @@
 //! `compare`: the mutation check for new tests. Round 1 applies only the series' test-only
-//! patches on `fixups` and expects the named tests to FAIL (they catch the bug); round 2
-//! applies the full series, rebuilds incrementally and expects them to PASS (the fix works).
+//! patches on `fixups`, in the unpatched slot (the compiler `bench` and `wide` build), and
+//! expects the named tests to FAIL (they catch the bug); round 2 applies the full series in the
+//! series slot and expects them to PASS (the fix works). Each slot keeps its own build
+//! directory, so neither round rebuilds the other's compiler.
 
 use std::path::{Path, PathBuf};
 
@@ -83,32 +85,36 @@ fn rounds(
     test_only: &[series::Patch],
     rows: &mut Vec<Row>,
 ) -> Result<(Outcomes, Outcomes)> {
-    apply::apply_patches(paths, Slot::Series, test_only)?;
-    let mut targets = resolve_tests(&paths.tree(Slot::Series), &args.tests)?;
+    apply::apply_patches(paths, Slot::Unpatched, test_only)?;
+    let mut targets = resolve_tests(&paths.tree(Slot::Unpatched), &args.tests)?;
     let mut seen = std::collections::HashSet::new();
     targets.retain(|t| seen.insert(t.clone()));
-    full::write_shim(paths, Slot::Series)?;
-    let chroot = Chroot::enter(paths)?;
-    let before = round(&chroot, args, &targets, "round1", rows)?;
+    full::write_shim(paths, Slot::Unpatched)?;
     apply::apply_patches(paths, Slot::Series, all)?;
     full::write_shim(paths, Slot::Series)?;
-    let after = round(&chroot, args, &targets, "round2", rows)?;
+    let chroot = Chroot::enter(paths)?;
+    let result = (|| {
+        let before = round(&chroot, args, Slot::Unpatched, &targets, "round1", rows)?;
+        let after = round(&chroot, args, Slot::Series, &targets, "round2", rows)?;
+        Ok((before, after))
+    })();
     chroot.leave()?;
-    Ok((before, after))
+    result
 }
 
 fn round(
     chroot: &Chroot,
     args: &Args,
+    slot: Slot,
     targets: &[String],
     name: &str,
     rows: &mut Vec<Row>,
 ) -> Result<Outcomes> {
     let build = format!("{name}-build-stage1");
     summary::step(rows, &build, || {
-        chroot.x(Slot::Series, &["build", "--stage", "1", "library"], &build).run()
+        chroot.x(slot, &["build", "--stage", "1", "library"], &build).run()
     })?;
-    let outcomes = full::run_tests(chroot, Slot::Series, targets, &format!("{name}-tests"), rows)?;
+    let outcomes = full::run_tests(chroot, slot, targets, &format!("{name}-tests"), rows)?;
     Ok(args.tests.iter().map(|t| compiletest::lookup(&outcomes, t)).collect())
 }
 

@@ -69,8 +69,9 @@ pub const SUITES: [Suite; 5] = [
     Suite { name: "run-make", targets: &["tests/run-make"], library: false },
     Suite { name: "codegen-llvm", targets: &["tests/codegen-llvm"], library: false },
     Suite { name: "assembly-llvm", targets: &["tests/assembly-llvm"], library: false },
-    Suite { name: "ui", targets: &["tests/ui"], library: false },
     Suite { name: "library", targets: &["library/core", "library/alloc"], library: true },
+    // The long one (about 21 minutes a side on 2 cores) last, so the others report first.
+    Suite { name: "ui", targets: &["tests/ui"], library: false },
 ];
 
 /// Passed to every `x.py test`: compiletest reports a test that passed before and whose
@@ -686,7 +687,7 @@ mod tests {
         assert_eq!(got[2].targets, ["library/core", "library/alloc"]);
         let err = select_suites(&["mir-opt".into()]).unwrap_err().to_string();
         assert!(
-            err.contains("choose from run-make, codegen-llvm, assembly-llvm, ui, library"),
+            err.contains("choose from run-make, codegen-llvm, assembly-llvm, library, ui"),
             "{err}"
         );
         assert!(select_suites(&["tests/library".into()]).is_err());
@@ -784,7 +785,7 @@ mod tests {
     fn cache_keys_and_files() {
         let tmp = tempfile::tempdir().unwrap();
         let paths = Paths::new(tmp.path().to_path_buf(), tmp.path().join("patches"));
-        let ui = &SUITES[3];
+        let ui = &SUITES[4];
         let file = cache_file(&paths, ui);
         assert_eq!(file, tmp.path().join("wide/base-ui.json"));
         let key = inputs().key(ui);
@@ -809,7 +810,7 @@ mod tests {
         let stale = read_cache(&file, &other.key(ui)).unwrap();
         assert_eq!(stale, Cached::Stale(vec!["enzyme_sha256".into(), "llvm".into()]));
         assert_eq!(
-            read_cache(&file, &inputs().key(&SUITES[4])).unwrap(),
+            read_cache(&file, &inputs().key(&SUITES[3])).unwrap(),
             Cached::Stale(vec!["suite".into(), "targets".into()])
         );
         assert!(cached_base(&paths, &other, ui, false).is_none());
@@ -827,11 +828,11 @@ mod tests {
         let series = suite_run(&[("a", Passed), ("b", Failed), ("c", Failed), ("d", Passed)]);
         let mut results = vec![
             SuiteResults {
-                suite: &SUITES[3],
+                suite: &SUITES[4],
                 base: Some(Base { run: base.clone(), cached: Some("/c/wide/base-ui.json".into()) }),
                 series: Some(series.clone()),
             },
-            SuiteResults { suite: &SUITES[4], base: None, series: Some(series.clone()) },
+            SuiteResults { suite: &SUITES[3], base: None, series: Some(series.clone()) },
         ];
         let changes = render_changes(&results);
         let lines: Vec<&str> = changes.lines().collect();
