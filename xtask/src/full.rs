@@ -115,7 +115,9 @@ pub fn run_tests(
     rows: &mut Vec<Row>,
 ) -> Result<Vec<(String, Outcome)>> {
     let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
-    let out = x_test(chroot, slot, &targets, &[], step, rows)?;
+    // Without it, compiletest skips a test that passed before with the same inputs ("ignored,
+    // up-to-date"): `compare` would then judge nothing in its second round.
+    let out = x_test(chroot, slot, &targets, &["--force-rerun"], step, rows)?;
     Ok(compiletest::outcomes(&out.text))
 }
 
