@@ -3,8 +3,9 @@
 //! `fixups` in `work/orig` and the patched one from the series in `work/tree`, then compiles
 //! the programs of `bench_programs` with both, interleaved, and compares outputs, symbol
 //! tables, linking with C code that defines Enzyme's markers, and compile times: wall time,
-//! and the instructions rustc executes (counted by `cachegrind`), which unlike wall time on
-//! this 2-core VM do not spread by about 10 % from run to run. Also times the harness's own
+//! and the instructions rustc executes (counted by `cachegrind` at several address-space
+//! layouts), which unlike wall time on this 2-core VM do not spread by about 10 % from run to
+//! run. Also times the harness's own
 //! turnaround: a warm `check` and the rebuild after touching one patch. Prints a table and
 //! writes the same figures as JSON.
 
@@ -31,10 +32,11 @@ pub struct Args {
     /// Timed compilations of the autodiff crate per compiler, interleaved
     #[arg(long, default_value_t = 7, value_name = "N")]
     pub runs: usize,
-    /// Instruction-count runs per compiler and build (valgrind in the chroot); with more than
-    /// one, the table shows the minimum and the maximum, so determinism can be checked
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub ir_runs: usize,
+    /// Most address-space layouts each compiler is counted at per build (valgrind in the
+    /// chroot); counting stops earlier, after at least two, once the layout noise cannot
+    /// change the verdict. 1 counts once, without an interval
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub layouts: u32,
     /// Skip the instruction counts (each counted compile takes some 20-50 times as long as a
     /// plain one)
     #[arg(long)]
@@ -83,8 +85,8 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if args.ir_runs == 0 {
-        bail!("--ir-runs must be at least 1 (--no-instructions skips the instruction counts)");
+    if args.layouts == 0 {
+        bail!("--layouts must be at least 1 (--no-instructions skips the instruction counts)");
     }
     require_root("cargo xtask bench")?;
     crate::env::verify(paths)?;
@@ -127,7 +129,7 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
     let counted = if args.no_instructions {
         String::new()
     } else {
-        format!(", {} instruction-count runs per compiler and build", args.ir_runs)
+        format!(", instructions counted at up to {} layouts per compiler and build", args.layouts)
     };
     println!("\nbench ({started}, {} timed runs per compiler{counted})\n{table}", args.runs);
     report.insert("date".into(), json!(started));
@@ -218,7 +220,7 @@ fn measure(
         c_link(&chroot, &compilers, &src, lines, report)?;
         compile_time(&chroot, &compilers, &src, args.runs, lines, report)?;
         if !args.no_instructions {
-            instructions(&chroot, &compilers, &src, args.ir_runs, lines, report)?;
+            instructions(&chroot, &compilers, &src, args.layouts, lines, report)?;
         }
         Ok(())
     })();
@@ -539,14 +541,27 @@ fn compile_time(
     Ok(())
 }
 
+/// A compilation whose instructions are counted.
+struct Counted {
+    name: &'static str,
+    what: String,
+    args: Vec<String>,
+    /// Whether it writes an output file (then `-o` goes to the compiler's own directory).
+    writes: bool,
+    goal: Option<Goal>,
+}
+
 /// Count the instructions each compiler executes (valgrind's cachegrind, rustc only: the
-/// linker is not counted) to compile the autodiff crate and the hello-world builds, `runs`
-/// times each, and judge the ratios patched/unpatched of the minima.
+/// linker is not counted): its startup alone (`rustc -vV`, which loads and relocates the
+/// compiler and LLVM and compiles nothing), the autodiff crate and the hello-world builds.
+/// Each is counted at layouts 0, 1, ... (see `cachegrind`) until the interval of the
+/// difference of the means gets one verdict, or at `max_layouts`; the goal is judged on the
+/// ratio of the means.
 fn instructions(
     chroot: &Chroot,
     compilers: &[Compiler; 2],
     src: &Path,
-    runs: usize,
+    max_layouts: u32,
     lines: &mut Vec<Line>,
     report: &mut serde_json::Map<String, Value>,
 ) -> Result<()> {
@@ -556,55 +571,95 @@ fn instructions(
         .step("bench")
         .read()
         .context("cannot run valgrind in the chroot")?;
-    println!("bench: counting instructions with {version}, {runs} run(s) per compiler and build");
-    let mut builds = vec![(
-        "autodiff",
-        "autodiff crate (O3, fat LTO)".to_string(),
-        "autodiff.rs",
-        &AUTODIFF_FLAGS[..],
-        AUTODIFF_IR_GOAL,
-    )];
+    println!(
+        "bench: counting instructions with {version}, at up to {max_layouts} layouts per \
+         compiler and build"
+    );
+    // The startup has no goal of its own: it is the part of every compilation that only
+    // loading the compiler costs, and explains the hello-world row. Its counting stops by
+    // the hello-world goal.
+    let mut builds = vec![Counted {
+        name: "startup",
+        what: "rustc startup (`rustc -vV`, compiles nothing)".into(),
+        args: vec!["-vV".into()],
+        writes: false,
+        goal: None,
+    }];
+    let compile = |flags: &[&str], file: &str| -> Vec<String> {
+        flags.iter().map(|s| s.to_string()).chain([file.to_string()]).collect()
+    };
+    builds.push(Counted {
+        name: "autodiff",
+        what: "autodiff crate (O3, fat LTO)".into(),
+        args: compile(&AUTODIFF_FLAGS, "autodiff.rs"),
+        writes: true,
+        goal: Some(AUTODIFF_IR_GOAL),
+    });
     for (name, flags) in HELLO_BUILDS {
-        builds.push((name, format!("{name} (no autodiff)"), "hello.rs", flags, PLAIN_IR_GOAL));
+        builds.push(Counted {
+            name,
+            what: format!("{name} (no autodiff)"),
+            args: compile(flags, "hello.rs"),
+            writes: true,
+            goal: Some(PLAIN_IR_GOAL),
+        });
     }
-    let runs_note = if runs > 1 { format!(", min of {runs} (max)") } else { String::new() };
     let mut entries = serde_json::Map::new();
-    for (name, what, file, flags, goal) in builds {
-        let mut counts: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-        for round in 0..runs {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+    for Counted { name, what, args, writes, goal } in builds {
+        let stop_goal = goal.unwrap_or(PLAIN_IR_GOAL);
+        let mut samples = Samples { counts: [Vec::new(), Vec::new()] };
+        for layout in 0..max_layouts {
+            let order = if layout % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let c = &compilers[i];
                 println!(
-                    "bench: instructions of {name}, run {}/{runs}, {} (valgrind, slow)",
-                    round + 1,
+                    "bench: instructions of {name}, layout {}/{max_layouts}, {} (valgrind, slow)",
+                    layout + 1,
                     c.name
                 );
-                let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-                args.extend([file.into(), "-o".into(), out_file(c, &format!("{name}-counted"))]);
-                let words = cachegrind::command(&c.rustc.display().to_string(), &args);
-                let what_ran = format!("{} rustc {file} ({name}) under valgrind", c.name);
+                let mut words = args.clone();
+                if writes {
+                    words.extend(["-o".into(), out_file(c, &format!("{name}-counted"))]);
+                }
+                let words = cachegrind::command(&c.rustc.display().to_string(), &words, layout);
+                let what_ran =
+                    format!("{} rustc ({name}) under valgrind at layout {layout}", c.name);
                 let out = must(run_in(chroot, src, &words)?, &what_ran)?;
-                counts[i].push(cachegrind::parse_i_refs(&out.text).context(what_ran)?);
+                samples.counts[i].push(cachegrind::parse_i_refs(&out.text).context(what_ran)?);
+            }
+            if samples.decided(stop_goal) {
+                break;
             }
         }
-        let samples = Samples { counts };
+        let layouts = samples.counts[0].len();
+        let decided =
+            if layouts > 1 && !samples.decided(stop_goal) { ", interval not decided" } else { "" };
         lines.push(Line {
-            what: format!("{what}: instructions (cachegrind, rustc only){runs_note}"),
+            what: format!(
+                "{what}: instructions (cachegrind, rustc only), {layouts} layout(s){decided}"
+            ),
             unpatched: samples.cell(0),
             patched: samples.cell(1),
             change: samples.change()?,
-            goal: goal.show(),
-            met: Some(samples.met(goal)),
+            goal: goal.map_or_else(|| "-".to_string(), Goal::show),
+            met: goal.map(|g| samples.met(g)),
         });
-        let mut entry = samples.json(goal)?;
-        entry["flags"] = json!(flags);
+        let mut entry = samples.json(stop_goal)?;
+        entry["args"] = json!(args);
+        if goal.is_none() {
+            entry["goal"] = Value::Null;
+            entry["goal_text"] = Value::Null;
+            entry["met"] = Value::Null;
+        }
         entries.insert(name.into(), entry);
     }
     report.insert(
         "instructions".into(),
         json!({"tool": format!("{version} --tool=cachegrind --cache-sim=no, children not traced"),
-               "runs": runs, "builds": entries}),
+               "layouts": {"max": max_layouts,
+                           "how": "valgrind --aspace-minaddr = 16 MiB + layout * 4 KiB",
+                           "statistic": "means over layouts; interval = diff +- 2 standard errors"},
+               "builds": entries}),
     );
     Ok(())
 }

@@ -1,7 +1,15 @@
 //! Instruction counts for `bench`: the command line that runs a compiler under valgrind's
 //! cachegrind (in the chroot: there are no hardware counters on this VM), the parser of the
-//! `I refs:` total it prints, and the goals the patched/unpatched ratio is judged by. Counts
-//! are exact integers, so a goal is checked without rounding.
+//! `I refs:` total it prints, the goals the patched/unpatched ratio is judged by, and the
+//! statistics over address-space layouts.
+//!
+//! Under valgrind a run is deterministic, but its count depends on where the libraries and the
+//! heap are mapped: LLVM and rustc hash pointers, so collisions, probes and rehashes move with
+//! the addresses. Two compilers that differ in size map everything at different addresses, so
+//! one run each compares two layouts as much as two compilers (measured on a hello world: the
+//! same 1.95.0 compiler at ten layouts spans 226,376 instructions, 0.25 %, more than the 0.1 %
+//! goal). `bench` therefore counts each compiler at several layouts (valgrind's
+//! `--aspace-minaddr` moves every mapping by whole pages) and compares the means.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -14,9 +22,11 @@ pub const PACKAGE: &str = "valgrind";
 /// simulation, the per-line profile goes to /dev/null). Children are not traced (no
 /// `--trace-children=yes`), so the linker rustc runs is not counted: the count is rustc's own
 /// work, all its threads. No `-q`: it would also suppress the `I refs:` total.
-pub fn command(program: &str, args: &[String]) -> Vec<String> {
+/// `layout` picks the lowest address valgrind maps the program's memory at (see `minaddr`).
+pub fn command(program: &str, args: &[String], layout: u32) -> Vec<String> {
     let mut words: Vec<String> = [
         VALGRIND,
+        &format!("--aspace-minaddr={:#x}", minaddr(layout)),
         "--tool=cachegrind",
         "--cache-sim=no",
         "--cachegrind-out-file=/dev/null",
@@ -27,6 +37,15 @@ pub fn command(program: &str, args: &[String]) -> Vec<String> {
     words.extend(args.iter().cloned());
     words
 }
+
+/// The lowest address of layout `layout`: 16 MiB plus `layout` pages. valgrind maps the
+/// libraries and the heap upwards from there, so each layout moves all of them by one page.
+pub fn minaddr(layout: u32) -> u64 {
+    LAYOUT_BASE + u64::from(layout) * PAGE
+}
+
+const LAYOUT_BASE: u64 = 0x100_0000;
+const PAGE: u64 = 0x1000;
 
 /// The `I refs:` total of valgrind's output (`==123== I   refs:      1,234,567,890`; valgrind
 /// 3.21 and later print `I refs:` with one space). Exactly one total must be there.
@@ -91,8 +110,8 @@ pub enum Goal {
 
 impl Goal {
     /// Whether `patched / unpatched` meets the goal, in exact integer arithmetic.
-    pub fn met(self, unpatched: u64, patched: u64) -> bool {
-        let (u, p) = (u128::from(unpatched), u128::from(patched));
+    pub fn met(self, unpatched: u128, patched: u128) -> bool {
+        let (u, p) = (unpatched, patched);
         match self {
             Goal::AtMost { ppm } => p * 1_000_000 <= u * (1_000_000 + u128::from(ppm)),
             Goal::Within { ppm } => p.abs_diff(u) * 1_000_000 <= u * u128::from(ppm),
@@ -115,6 +134,19 @@ impl Goal {
             Goal::Within { ppm } => json!({"ratio": 1.0, "tolerance": ppm as f64 / 1e6}),
         }
     }
+
+    /// Whether every difference `patched - unpatched` in `lo..=hi` gets the same verdict, for
+    /// an unpatched count of `base`: then more layouts cannot change it.
+    pub fn decided(self, base: f64, lo: f64, hi: f64) -> bool {
+        let limit = |ppm: u64| base * ppm as f64 / 1e6;
+        match self {
+            Goal::AtMost { ppm } => hi <= limit(ppm) || lo > limit(ppm),
+            Goal::Within { ppm } => {
+                let b = limit(ppm);
+                (-b <= lo && hi <= b) || lo > b || hi < -b
+            }
+        }
+    }
 }
 
 /// Parts per million as a decimal with at least three places: 1005000 -> `1.005`.
@@ -124,15 +156,13 @@ fn fmt_ppm(ppm: u64) -> String {
     s[..keep].to_string()
 }
 
-/// The counts of one compilation by both compilers (unpatched first), one per run.
+/// The counts of one compilation by both compilers (unpatched first), one per layout.
 #[derive(Debug, Clone)]
 pub struct Samples {
     pub counts: [Vec<u64>; 2],
 }
 
 impl Samples {
-    /// The least count of compiler `i`. Noise (thread scheduling under valgrind's serialized
-    /// threads, spinning) only adds instructions, so the minimum is the least disturbed run.
     pub fn min(&self, i: usize) -> u64 {
         self.counts[i].iter().copied().min().unwrap_or(0)
     }
@@ -141,41 +171,117 @@ impl Samples {
         self.counts[i].iter().copied().max().unwrap_or(0)
     }
 
-    /// patched / unpatched of the minima; an error when there is nothing to divide by.
+    fn sum(&self, i: usize) -> u128 {
+        self.counts[i].iter().map(|&c| u128::from(c)).sum()
+    }
+
+    fn n(&self, i: usize) -> usize {
+        self.counts[i].len()
+    }
+
+    /// The mean count of compiler `i` over its layouts (0 without counts).
+    pub fn mean(&self, i: usize) -> f64 {
+        if self.n(i) == 0 { 0.0 } else { self.sum(i) as f64 / self.n(i) as f64 }
+    }
+
+    /// The sample standard deviation of compiler `i` over its layouts (None below two).
+    fn sd(&self, i: usize) -> Option<f64> {
+        let n = self.n(i);
+        if n < 2 {
+            return None;
+        }
+        let m = self.mean(i);
+        let ss: f64 = self.counts[i].iter().map(|&c| (c as f64 - m).powi(2)).sum();
+        Some((ss / (n - 1) as f64).sqrt())
+    }
+
+    /// Mean patched minus mean unpatched.
+    pub fn diff(&self) -> f64 {
+        self.mean(1) - self.mean(0)
+    }
+
+    /// Half the width of the 95 % interval of `diff`, from the spread over layouts: the
+    /// standard error times Student's t for n0 + n1 - 2 degrees of freedom, so that two
+    /// layouts that happen to agree do not make a narrow interval. None with fewer than two
+    /// layouts per compiler.
+    pub fn half_width(&self) -> Option<f64> {
+        let (s0, s1) = (self.sd(0)?, self.sd(1)?);
+        let var = s0 * s0 / self.n(0) as f64 + s1 * s1 / self.n(1) as f64;
+        Some(t_975(self.n(0) + self.n(1) - 2) * var.sqrt())
+    }
+
+    /// patched / unpatched of the means; an error when there is nothing to divide by.
     pub fn ratio(&self) -> Result<f64> {
-        let (u, p) = (self.min(0), self.min(1));
-        if u == 0 {
+        if self.sum(0) == 0 {
             bail!("no instruction count for the unpatched compiler (valgrind counted 0)");
         }
-        Ok(p as f64 / u as f64)
+        Ok(self.mean(1) / self.mean(0))
     }
 
+    /// Whether the ratio of the means meets `goal`, exactly: sum1 / n1 against sum0 / n0.
     pub fn met(&self, goal: Goal) -> bool {
-        goal.met(self.min(0), self.min(1))
+        let (n0, n1) = (self.n(0) as u128, self.n(1) as u128);
+        goal.met(self.sum(0) * n1, self.sum(1) * n0)
     }
 
-    /// The table cell of compiler `i`: the minimum, and the maximum after several runs.
+    /// Whether the whole interval `diff +- half_width` gets the same verdict, so that counting
+    /// at more layouts cannot change it. Never with fewer than two layouts.
+    pub fn decided(&self, goal: Goal) -> bool {
+        let Some(hw) = self.half_width() else { return false };
+        goal.decided(self.mean(0), self.diff() - hw, self.diff() + hw)
+    }
+
+    /// The table cell of compiler `i`: the count, or the mean and the range over layouts.
     pub fn cell(&self, i: usize) -> String {
-        if self.counts[i].len() > 1 {
-            format!("{} (max {})", fmt_count(self.min(i)), fmt_count(self.max(i)))
+        if self.n(i) > 1 {
+            format!(
+                "{} ({}-{})",
+                fmt_count(self.mean(i).round() as u64),
+                fmt_count(self.min(i)),
+                fmt_count(self.max(i))
+            )
         } else {
             fmt_count(self.min(i))
         }
     }
 
-    /// `x1.0012 (+1,234,567)`: the ratio with four decimals and the difference of the minima.
+    /// `x1.0012 (+1,234 +- 567)`: the ratio of the means with four decimals, the difference of
+    /// the means and, over several layouts, the half width of its 95 % interval.
     pub fn change(&self) -> Result<String> {
-        let diff = i128::from(self.min(1)) - i128::from(self.min(0));
-        let sign = if diff < 0 { "-" } else { "+" };
-        Ok(format!("x{:.4} ({sign}{})", self.ratio()?, fmt_count(diff.unsigned_abs() as u64)))
+        let ratio = self.ratio()?;
+        let diff = self.diff().round();
+        let sign = if diff < 0.0 { "-" } else { "+" };
+        let spread = match self.half_width() {
+            Some(hw) => format!(" +- {}", fmt_count(hw.round() as u64)),
+            None => String::new(),
+        };
+        Ok(format!("x{ratio:.4} ({sign}{}{spread})", fmt_count(diff.abs() as u64)))
     }
 
     pub fn json(&self, goal: Goal) -> Result<Value> {
         Ok(json!({"counts": {"unpatched": self.counts[0], "patched": self.counts[1]},
+                  "layouts": self.n(0),
+                  "mean": {"unpatched": self.mean(0), "patched": self.mean(1)},
                   "min": {"unpatched": self.min(0), "patched": self.min(1)},
                   "max": {"unpatched": self.max(0), "patched": self.max(1)},
+                  "diff": self.diff(), "diff_half_width_95": self.half_width(),
                   "ratio": self.ratio()?, "goal": goal.json(), "goal_text": goal.show(),
-                  "met": self.met(goal)}))
+                  "met": self.met(goal), "decided": self.decided(goal)}))
+    }
+}
+
+/// Student's t, two-sided 95 % (the 0.975 quantile), for `df` degrees of freedom (df >= 1);
+/// above 30, the normal quantile.
+fn t_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => T[df - 1],
+        _ => 1.960,
     }
 }
 
@@ -243,7 +349,8 @@ mod tests {
         assert!(within.met(2_000_000, 2_002_000) && within.met(2_000_000, 1_998_000));
         assert!(!within.met(2_000_000, 2_002_001) && !within.met(2_000_000, 1_997_999));
         // Large counts do not overflow; zero does not panic.
-        assert!(within.met(u64::MAX, u64::MAX));
+        let max = u128::from(u64::MAX) * 10;
+        assert!(within.met(max, max));
         assert!(!within.met(0, 1) && within.met(0, 0));
         assert_eq!(at_most.show(), "<= 1.005");
         assert_eq!(within.show(), "1.000 +- 0.001");
@@ -254,32 +361,75 @@ mod tests {
 
     #[test]
     fn samples_ratio_cells_and_json() {
-        let s = Samples { counts: [vec![1_000_300, 1_000_000], vec![1_004_000, 1_004_200]] };
-        assert_eq!(
-            (s.min(0), s.max(0), s.min(1), s.max(1)),
-            (1_000_000, 1_000_300, 1_004_000, 1_004_200)
-        );
-        assert_eq!(s.change().unwrap(), "x1.0040 (+4,000)");
-        assert!(s.met(Goal::AtMost { ppm: 5_000 }) && !s.met(Goal::Within { ppm: 1_000 }));
-        assert_eq!(s.cell(0), "1,000,000 (max 1,000,300)");
+        // One layout: the count itself, no interval, never decided.
         let one = Samples { counts: [vec![2_000], vec![1_999]] };
         assert_eq!(one.cell(1), "1,999");
         assert_eq!(one.change().unwrap(), "x0.9995 (-1)");
+        assert_eq!(one.half_width(), None);
+        assert!(!one.decided(Goal::Within { ppm: 1_000_000 }));
+        // Several layouts: means, ranges, and two standard errors of the difference.
+        let s =
+            Samples { counts: [vec![1_000, 1_002, 998, 1_000], vec![1_010, 1_012, 1_008, 1_010]] };
+        assert_eq!((s.mean(0), s.mean(1), s.diff()), (1_000.0, 1_010.0, 10.0));
+        let hw = s.half_width().unwrap();
+        // sd = sqrt(8 / 3) for both, n = 4, 6 degrees of freedom: 2.447 * sqrt(2 * (8 / 3) / 4).
+        assert!((hw - 2.447 * (4.0f64 / 3.0).sqrt()).abs() < 1e-9, "{hw}");
+        assert_eq!(s.cell(0), "1,000 (998-1,002)");
+        assert_eq!(s.change().unwrap(), "x1.0100 (+10 +- 3)");
+        // 10 +- 2.8 is entirely above 1.005 (limit 5) and entirely below 1.05 (limit 50).
+        assert!(s.decided(Goal::AtMost { ppm: 5_000 }) && !s.met(Goal::AtMost { ppm: 5_000 }));
+        assert!(s.decided(Goal::AtMost { ppm: 50_000 }) && s.met(Goal::AtMost { ppm: 50_000 }));
+        // The interval 7.2..12.8 straddles a limit of 10 (1 % of 1,000): not decided.
+        assert!(!s.decided(Goal::Within { ppm: 10_000 }) && s.met(Goal::Within { ppm: 10_000 }));
         let j = s.json(Goal::AtMost { ppm: 5_000 }).unwrap();
-        assert_eq!(j["min"]["patched"], 1_004_000);
-        assert_eq!(j["counts"]["unpatched"][0], 1_000_300);
-        assert_eq!((j["met"].clone(), j["goal_text"].clone()), (json!(true), json!("<= 1.005")));
+        assert_eq!((j["layouts"].clone(), j["mean"]["patched"].clone()), (json!(4), json!(1010.0)));
+        assert_eq!(j["counts"]["unpatched"][1], 1_002);
+        assert_eq!((j["met"].clone(), j["decided"].clone()), (json!(false), json!(true)));
+        // The means are compared exactly, even when the layouts differ in number.
+        let uneven = Samples { counts: [vec![3, 4], vec![4]] };
+        assert!(Goal::Within { ppm: 0 }.met(7, 7) && !uneven.met(Goal::Within { ppm: 0 }));
+        assert!(uneven.met(Goal::Within { ppm: 150_000 }));
         let none = Samples { counts: [vec![], vec![5]] };
         assert!(none.ratio().unwrap_err().to_string().contains("no instruction count"));
         assert_eq!(fmt_count(0), "0");
         assert_eq!(fmt_count(999), "999");
         assert_eq!(fmt_count(1_234_567_890), "1,234,567,890");
-        let words = command("/s/bin/rustc", &["-O".into(), "a.rs".into()]);
+    }
+
+    #[test]
+    fn student_t_narrows_with_layouts() {
+        assert_eq!(
+            (t_975(1), t_975(2), t_975(18), t_975(30), t_975(31)),
+            (12.706, 4.303, 2.101, 2.042, 1.96)
+        );
+        assert!(t_975(0).is_infinite());
+        // Two layouts each that agree closely still give a wide interval (t = 4.303).
+        let two = Samples { counts: [vec![100, 102], vec![200, 202]] };
+        assert!((two.half_width().unwrap() - 4.303 * 2f64.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn decided_intervals_per_goal() {
+        let within = Goal::Within { ppm: 1_000 };
+        // base 1e6: the limit is +-1,000.
+        assert!(within.decided(1e6, -900.0, 900.0));
+        assert!(within.decided(1e6, 1_001.0, 3_000.0) && within.decided(1e6, -3_000.0, -1_001.0));
+        assert!(!within.decided(1e6, 500.0, 1_500.0) && !within.decided(1e6, -1_500.0, 0.0));
+        let at_most = Goal::AtMost { ppm: 5_000 };
+        assert!(at_most.decided(1e6, -9e9, 5_000.0) && at_most.decided(1e6, 5_001.0, 6_000.0));
+        assert!(!at_most.decided(1e6, 4_000.0, 6_000.0));
+    }
+
+    #[test]
+    fn command_moves_the_layout_by_pages() {
+        let words = command("/s/bin/rustc", &["-O".into(), "a.rs".into()], 0);
         assert_eq!(
             words.join(" "),
-            "/usr/bin/valgrind --tool=cachegrind --cache-sim=no \
+            "/usr/bin/valgrind --aspace-minaddr=0x1000000 --tool=cachegrind --cache-sim=no \
              --cachegrind-out-file=/dev/null /s/bin/rustc -O a.rs"
         );
         assert!(!words.iter().any(|w| w.starts_with("--trace-children") || w == "-q"));
+        assert_eq!(command("r", &[], 3)[1], "--aspace-minaddr=0x1003000");
+        assert_eq!(minaddr(u32::MAX), 0x100_0000 + u64::from(u32::MAX) * 0x1000);
     }
 }
