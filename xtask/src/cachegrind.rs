@@ -38,14 +38,20 @@ pub fn command(program: &str, args: &[String], layout: u32) -> Vec<String> {
     words
 }
 
-/// The lowest address of layout `layout`: 16 MiB plus `layout` pages. valgrind maps the
-/// libraries and the heap upwards from there, so each layout moves all of them by one page.
+/// The lowest address of layout `layout`: 16 MiB plus a number of pages below 4096 taken from
+/// the golden-ratio sequence, so that layouts differ in every address bit from 4 KiB to 8 MiB
+/// (consecutive pages would only move the low bits, and hashes use the high ones too).
+/// valgrind maps the libraries and the heap upwards from there, so all of them move. Layout 0
+/// is 16 MiB itself.
 pub fn minaddr(layout: u32) -> u64 {
-    LAYOUT_BASE + u64::from(layout) * PAGE
+    LAYOUT_BASE + (u64::from(layout) * GOLDEN) % LAYOUT_PAGES * PAGE
 }
 
 const LAYOUT_BASE: u64 = 0x100_0000;
+const LAYOUT_PAGES: u64 = 4096;
 const PAGE: u64 = 0x1000;
+/// 2^32 divided by the golden ratio: its multiples modulo 4096 spread evenly.
+const GOLDEN: u64 = 0x9E37_79B1;
 
 /// The `I refs:` total of valgrind's output (`==123== I   refs:      1,234,567,890`; valgrind
 /// 3.21 and later print `I refs:` with one space). Exactly one total must be there.
@@ -429,7 +435,15 @@ mod tests {
              --cachegrind-out-file=/dev/null /s/bin/rustc -O a.rs"
         );
         assert!(!words.iter().any(|w| w.starts_with("--trace-children") || w == "-q"));
-        assert_eq!(command("r", &[], 3)[1], "--aspace-minaddr=0x1003000");
-        assert_eq!(minaddr(u32::MAX), 0x100_0000 + u64::from(u32::MAX) * 0x1000);
+        // 0x9e3779b1 % 4096 = 0x9b1 pages; 3 * that % 4096 = 0xd13.
+        assert_eq!(command("r", &[], 1)[1], "--aspace-minaddr=0x19b1000");
+        assert_eq!(minaddr(3), 0x100_0000 + 0xd13 * 0x1000);
+        // Ten layouts, ten different addresses, all in [16 MiB, 32 MiB).
+        let mut seen: Vec<u64> = (0..10).map(minaddr).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 10);
+        assert!(seen.iter().all(|&a| (0x100_0000..0x200_0000).contains(&a)));
+        assert!(minaddr(u32::MAX) < 0x200_0000);
     }
 }
