@@ -5,9 +5,8 @@
 //! tables, linking with C code that defines Enzyme's markers, and compile times: wall time,
 //! and the instructions rustc executes (counted by `cachegrind` at several address-space
 //! layouts), which unlike wall time on this 2-core VM do not spread by about 10 % from run to
-//! run. Also times the harness's own
-//! turnaround: a warm `check` and the rebuild after touching one patch. Prints a table and
-//! writes the same figures as JSON.
+//! run. Also times the harness's own turnaround: a warm `check` and the rebuild after
+//! touching one patch. Prints a table and writes the same figures as JSON.
 
 use std::fs;
 use std::path::{Path, PathBuf};
