@@ -643,21 +643,17 @@ fn instructions(
             goal: goal.map_or_else(|| "-".to_string(), Goal::show),
             met: goal.map(|g| samples.met(g)),
         });
-        let mut entry = samples.json(stop_goal)?;
+        let mut entry = samples.json(goal, stop_goal)?;
         entry["args"] = json!(args);
-        if goal.is_none() {
-            entry["goal"] = Value::Null;
-            entry["goal_text"] = Value::Null;
-            entry["met"] = Value::Null;
-        }
         entries.insert(name.into(), entry);
     }
     report.insert(
         "instructions".into(),
         json!({"tool": format!("{version} --tool=cachegrind --cache-sim=no, children not traced"),
                "layouts": {"max": max_layouts,
-                           "how": "valgrind --aspace-minaddr = 16 MiB + layout * 4 KiB",
-                           "statistic": "means over layouts; interval = diff +- 2 standard errors"},
+                           "how": "valgrind --aspace-minaddr (each build's `minaddr`)",
+                           "statistic": "means over layouts; interval: diff +- Student t(0.975, \
+                                         n0 + n1 - 2) standard errors"},
                "builds": entries}),
     );
     Ok(())

@@ -7,8 +7,8 @@
 //! heap are mapped: LLVM and rustc hash pointers, so collisions, probes and rehashes move with
 //! the addresses. Two compilers that differ in size map everything at different addresses, so
 //! one run each compares two layouts as much as two compilers (measured on a hello world: the
-//! same 1.95.0 compiler at ten layouts spans 226,376 instructions, 0.25 %, more than the 0.1 %
-//! goal). `bench` therefore counts each compiler at several layouts (valgrind's
+//! same 1.95.0 compiler at the ten layouts of `minaddr` spans 166,816 instructions, 0.19 %,
+//! more than the 0.1 % goal). `bench` therefore counts each compiler at several layouts (valgrind's
 //! `--aspace-minaddr` moves every mapping by whole pages) and compares the means.
 
 use anyhow::{Context, Result, bail};
@@ -264,15 +264,19 @@ impl Samples {
         Ok(format!("x{ratio:.4} ({sign}{}{spread})", fmt_count(diff.abs() as u64)))
     }
 
-    pub fn json(&self, goal: Goal) -> Result<Value> {
+    /// The figures as JSON; `goal` is None for a count that has none (then `met` is null).
+    /// `decided` is judged by `stop`, the goal that decided when counting stopped.
+    pub fn json(&self, goal: Option<Goal>, stop: Goal) -> Result<Value> {
         Ok(json!({"counts": {"unpatched": self.counts[0], "patched": self.counts[1]},
                   "layouts": self.n(0),
+                  "minaddr": (0..self.n(0) as u32).map(minaddr).collect::<Vec<_>>(),
                   "mean": {"unpatched": self.mean(0), "patched": self.mean(1)},
                   "min": {"unpatched": self.min(0), "patched": self.min(1)},
                   "max": {"unpatched": self.max(0), "patched": self.max(1)},
                   "diff": self.diff(), "diff_half_width_95": self.half_width(),
-                  "ratio": self.ratio()?, "goal": goal.json(), "goal_text": goal.show(),
-                  "met": self.met(goal), "decided": self.decided(goal)}))
+                  "ratio": self.ratio()?, "goal": goal.map(Goal::json),
+                  "goal_text": goal.map(Goal::show), "met": goal.map(|g| self.met(g)),
+                  "decided": self.decided(stop)}))
     }
 }
 
@@ -387,10 +391,13 @@ mod tests {
         assert!(s.decided(Goal::AtMost { ppm: 50_000 }) && s.met(Goal::AtMost { ppm: 50_000 }));
         // The interval 7.2..12.8 straddles a limit of 10 (1 % of 1,000): not decided.
         assert!(!s.decided(Goal::Within { ppm: 10_000 }) && s.met(Goal::Within { ppm: 10_000 }));
-        let j = s.json(Goal::AtMost { ppm: 5_000 }).unwrap();
+        let j = s.json(Some(Goal::AtMost { ppm: 5_000 }), Goal::AtMost { ppm: 5_000 }).unwrap();
         assert_eq!((j["layouts"].clone(), j["mean"]["patched"].clone()), (json!(4), json!(1010.0)));
         assert_eq!(j["counts"]["unpatched"][1], 1_002);
         assert_eq!((j["met"].clone(), j["decided"].clone()), (json!(false), json!(true)));
+        assert_eq!(j["minaddr"][1], minaddr(1));
+        let none = s.json(None, Goal::Within { ppm: 1_000 }).unwrap();
+        assert!(none["goal"].is_null() && none["met"].is_null() && none["goal_text"].is_null());
         // The means are compared exactly, even when the layouts differ in number.
         let uneven = Samples { counts: [vec![3, 4], vec![4]] };
         assert!(Goal::Within { ppm: 0 }.met(7, 7) && !uneven.met(Goal::Within { ppm: 0 }));
