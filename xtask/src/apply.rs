@@ -57,8 +57,10 @@ pub fn commit_series(paths: &Paths, patches: &[Patch]) -> Result<String> {
     )?;
     for (i, p) in patches.iter().enumerate() {
         println!("apply: [{}/{}] {} ({})", i + 1, patches.len(), p.name, p.subject);
+        // The patch's date as the committer date too, so that the same series always gives
+        // the same commits, whenever it is applied.
         let am = git_commit(&wt.path)
-            .args(["am", "-q", "--3way"])
+            .args(["am", "-q", "--3way", "--committer-date-is-author-date"])
             .arg(&p.path)
             .step("apply")
             .run_unchecked()?;

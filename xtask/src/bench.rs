@@ -217,6 +217,7 @@ fn measure(
         }
         cdylib_exports(&chroot, &compilers, &src, lines, report)?;
         c_link(&chroot, &compilers, &src, lines, report)?;
+        driver_imports(&compilers, lines, report)?;
         compile_time(&chroot, &compilers, &src, args.runs, lines, report)?;
         if !args.no_instructions {
             instructions(&chroot, &compilers, &src, args.layouts, lines, report)?;
@@ -414,6 +415,69 @@ fn cdylib_exports(
     ));
     report.insert("cdylib".into(), f.json("exports"));
     Ok(())
+}
+
+/// The dynamic symbols librustc_driver imports. With LLVM a shared library and the driver
+/// linked `-z now` (Debian's and the official x86_64 Linux toolchains), the loader looks each one
+/// up whenever any rustc starts, autodiff or not: a new one costs every rustc process about 1k
+/// to 1.5k instructions, which the `rustc -vV` row shows in sum.
+fn driver_imports(
+    compilers: &[Compiler; 2],
+    lines: &mut Vec<Line>,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    let mut imports = Vec::new();
+    for c in compilers {
+        imports.push(symbols::imported(&driver_library(c)?)?);
+    }
+    let (gone, new) = symbols::differ(&imports[0], &imports[1]);
+    let change = match (new.len(), gone.len()) {
+        (0, 0) => "none".to_string(),
+        (n, 0) => format!("+{n} new"),
+        (0, g) => format!("-{g} gone"),
+        (n, g) => format!("+{n} new, -{g} gone"),
+    };
+    lines.push(Line {
+        what: "rustc: librustc_driver dynamic imports (nm -D --undefined-only)".into(),
+        unpatched: imports[0].len().to_string(),
+        patched: imports[1].len().to_string(),
+        change,
+        goal: "-".into(),
+        met: None,
+    });
+    report.insert(
+        "driver_imports".into(),
+        json!({"unpatched": imports[0].len(), "patched": imports[1].len(),
+               "only_patched": new, "only_unpatched": gone}),
+    );
+    Ok(())
+}
+
+/// The one `librustc_driver-*.so` next to `c`'s rustc (`stage1/lib`).
+fn driver_library(c: &Compiler) -> Result<PathBuf> {
+    let lib = c.rustc.parent().and_then(Path::parent).map(|p| p.join("lib"));
+    let Some(lib) = lib else { bail!("{} has no parent directory", c.rustc.display()) };
+    let entries = fs::read_dir(&lib)
+        .with_context(|| format!("cannot list {} ({} stage 1 libraries)", lib.display(), c.name))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot list {}", lib.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("librustc_driver-") && name.ends_with(".so") {
+            found.push(path);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => {
+            bail!("no librustc_driver-*.so in {}: is the {} stage 1 built?", lib.display(), c.name)
+        }
+        n => bail!(
+            "{n} librustc_driver-*.so in {}, and which one this rustc loads is unknown: \
+             remove the stale ones",
+            lib.display()
+        ),
+    }
 }
 
 /// A Rust staticlib linked into a C program that defines every marker itself.
@@ -735,5 +799,22 @@ mod tests {
         assert!(rows[0].starts_with("| measurement | unpatched |"), "{t}");
         assert!(rows[1].starts_with("|-------------|-"), "{t}");
         assert!(rows[2].ends_with("| NO  |"), "{t}");
+    }
+
+    #[test]
+    fn finds_the_one_driver_library() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stage1 = tmp.path();
+        fs::create_dir_all(stage1.join("bin")).unwrap();
+        fs::create_dir_all(stage1.join("lib")).unwrap();
+        let c = Compiler { name: "patched", rustc: stage1.join("bin/rustc"), out: stage1.into() };
+        let err = driver_library(&c).unwrap_err().to_string();
+        assert!(err.contains("no librustc_driver-*.so") && err.contains("patched"), "{err}");
+        fs::write(stage1.join("lib/librustc_driver-0123.so"), "").unwrap();
+        fs::write(stage1.join("lib/libstd-0123.so"), "").unwrap();
+        assert_eq!(driver_library(&c).unwrap(), stage1.join("lib/librustc_driver-0123.so"));
+        fs::write(stage1.join("lib/librustc_driver-4567.so"), "").unwrap();
+        let err = driver_library(&c).unwrap_err().to_string();
+        assert!(err.contains("2 librustc_driver-*.so"), "{err}");
     }
 }

@@ -18,6 +18,14 @@ pub fn defined(file: &Path, dynamic: bool) -> Result<BTreeSet<String>> {
     Ok(text.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
 }
 
+/// The dynamic symbols that `file` imports (`nm -D --undefined-only -P`), with their version
+/// (`name@LLVM_22.1`) when nm prints one.
+pub fn imported(file: &Path) -> Result<BTreeSet<String>> {
+    let nm = Cmd::new("nm").args(["-D", "--undefined-only", "-P"]);
+    let text = nm.arg(file).quiet().step("bench").read()?;
+    Ok(text.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
+}
+
 /// The names only in `a` and only in `b`, after `normalize`.
 pub fn differ(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
     let na: BTreeSet<String> = a.iter().map(|s| normalize(s)).collect();
