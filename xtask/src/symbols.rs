@@ -10,19 +10,19 @@ use crate::cmd::Cmd;
 
 /// Defined symbol names of `file` (`nm --defined-only -P`, plus `-D` for the dynamic table).
 pub fn defined(file: &Path, dynamic: bool) -> Result<BTreeSet<String>> {
-    let mut nm = Cmd::new("nm").args(["--defined-only", "-P"]);
-    if dynamic {
-        nm = nm.arg("-D");
-    }
-    let text = nm.arg(file).quiet().step("bench").read()?;
-    Ok(text.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
+    let flags: &[&str] = if dynamic { &["--defined-only", "-D"] } else { &["--defined-only"] };
+    names(file, flags)
 }
 
 /// The dynamic symbols that `file` imports (`nm -D --undefined-only -P`), with their version
 /// (`name@LLVM_22.1`) when nm prints one.
 pub fn imported(file: &Path) -> Result<BTreeSet<String>> {
-    let nm = Cmd::new("nm").args(["-D", "--undefined-only", "-P"]);
-    let text = nm.arg(file).quiet().step("bench").read()?;
+    names(file, &["-D", "--undefined-only"])
+}
+
+/// The symbol names `nm -P` with `flags` lists for `file` (the first word of each line).
+fn names(file: &Path, flags: &[&str]) -> Result<BTreeSet<String>> {
+    let text = Cmd::new("nm").args(flags).arg("-P").arg(file).quiet().step("bench").read()?;
     Ok(text.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
 }
 
