@@ -10,19 +10,30 @@ use anyhow::{Context, Result, bail};
 use crate::git::{TempWorktree, abort_stale_am, git, git_commit, require_branch, tracked_changes};
 use crate::paths::*;
 use crate::series::{self, Patch};
+use crate::stack;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Apply only the first N patches of the series (default: all)
-    #[arg(long, value_name = "N")]
+    /// Apply only the first N patches of the stack (default: all)
+    #[arg(long, value_name = "N", conflicts_with = "through")]
     pub upto: Option<usize>,
+    /// Apply the stack up to and including this PR (directory name, name without its number,
+    /// or number; 0 applies none)
+    #[arg(long, value_name = "PR")]
+    pub through: Option<String>,
 }
 
 pub fn run(paths: &Paths, args: &Args) -> Result<()> {
-    let all = series::load(&paths.patches)?;
-    let n = args.upto.unwrap_or(all.len());
+    let prs = stack::load(&paths.patches)?;
+    let all = stack::flatten(&prs);
+    let n = match (&args.through, args.upto) {
+        (Some(pr), _) if pr.trim() == "0" => 0,
+        (Some(pr), _) => stack::through(&prs, stack::find(&prs, pr)?).len(),
+        (None, Some(n)) => n,
+        (None, None) => all.len(),
+    };
     if n > all.len() {
-        bail!("--upto {n}, but the series has only {} patches", all.len());
+        bail!("--upto {n}, but the stack has only {} patches", all.len());
     }
     apply_patches(paths, Slot::Series, &all[..n])
 }
@@ -143,7 +154,7 @@ mod tests {
 
     #[test]
     fn applies_and_recovers_from_a_bad_patch() {
-        let (tmp, repo, patches) = series::tests::fixture();
+        let (tmp, repo, patches) = stack::tests::fixture();
         // Lay the fixture out as a cache: repo at base/rustc-1.95.0-src with a fixups branch.
         let paths = Paths::new(tmp.path().join("cache"), patches.clone());
         fs::create_dir_all(paths.base_parent()).unwrap();
@@ -158,26 +169,31 @@ mod tests {
         let tree = paths.tree(Slot::Series);
         let head = || git(&tree).args(["rev-parse", "HEAD"]).read().unwrap();
 
-        run(&paths, &Args { upto: None }).unwrap();
+        run(&paths, &Args { upto: None, through: None }).unwrap();
         assert!(fs::read_to_string(tree.join("tests/t.rs")).is_ok());
         // Re-applying the same series rewrites nothing.
         let mtime = || fs::metadata(tree.join("lib.rs")).unwrap().mtime_nsec();
         let before = (head(), mtime());
         std::thread::sleep(std::time::Duration::from_millis(20));
-        run(&paths, &Args { upto: None }).unwrap();
+        run(&paths, &Args { upto: None, through: None }).unwrap();
         assert_eq!((head(), mtime()), before, "an unchanged series must not touch the tree");
 
-        assert!(run(&paths, &Args { upto: Some(3) }).is_err());
-        run(&paths, &Args { upto: Some(1) }).unwrap();
+        assert!(run(&paths, &Args { upto: Some(3), through: None }).is_err());
+        run(&paths, &Args { upto: Some(1), through: None }).unwrap();
         assert!(!tree.join("tests/t.rs").exists());
+        run(&paths, &Args { upto: None, through: Some("tests-b".into()) }).unwrap();
+        assert!(tree.join("tests/t.rs").exists());
+        run(&paths, &Args { upto: None, through: Some("0".into()) }).unwrap();
+        assert!(!tree.join("lib.rs").exists() || !tree.join("tests/t.rs").exists());
+        run(&paths, &Args { upto: None, through: Some("1".into()) }).unwrap();
 
         // The build's rewrite of Cargo.lock is discarded; other edits are never thrown away.
         fs::write(tree.join("Cargo.lock"), "rewritten\n").unwrap();
-        run(&paths, &Args { upto: Some(1) }).unwrap();
+        run(&paths, &Args { upto: Some(1), through: None }).unwrap();
         assert_eq!(fs::read_to_string(tree.join("Cargo.lock")).unwrap(), "lock\n");
         fs::write(tree.join("lib.rs"), "edited\n").unwrap();
         assert!(
-            run(&paths, &Args { upto: None })
+            run(&paths, &Args { upto: None, through: None })
                 .unwrap_err()
                 .to_string()
                 .contains("uncommitted changes")
@@ -188,17 +204,17 @@ mod tests {
         let at_one = head();
         fs::create_dir_all(tree.join("tests")).unwrap();
         fs::write(tree.join("tests/t.rs"), "untracked\n").unwrap();
-        let err = format!("{:#}", run(&paths, &Args { upto: None }).unwrap_err());
+        let err = format!("{:#}", run(&paths, &Args { upto: None, through: None }).unwrap_err());
         assert!(err.contains("untracked file in the way"), "{err}");
         assert_eq!(head(), at_one);
         assert_eq!(fs::read_to_string(tree.join("tests/t.rs")).unwrap(), "untracked\n");
         fs::remove_file(tree.join("tests/t.rs")).unwrap();
 
         // A patch whose context does not match is named, with the rejected hunk.
-        let p1 = patches.join("0001-lib-add-b.patch");
+        let p1 = patches.join("01-lib-b").join("0001-lib-add-b.patch");
         let text = fs::read_to_string(&p1).unwrap().replace(" fn a() {}", " fn z() {}");
         fs::write(&p1, text).unwrap();
-        let err = run(&paths, &Args { upto: None }).unwrap_err().to_string();
+        let err = run(&paths, &Args { upto: None, through: None }).unwrap_err().to_string();
         assert!(err.contains("0001-lib-add-b.patch does not apply"), "{err}");
         assert!(err.contains("lib.rs"), "{err}");
         assert_eq!(head(), at_one, "a failed apply must not move the tree");

@@ -21,7 +21,7 @@ use crate::cmd::{self, fmt_duration, require_root, shell_quote, write_atomic};
 use crate::env::Chroot;
 use crate::paths::*;
 use crate::summary::{self, Row, step};
-use crate::{apply, check, full, series, symbols};
+use crate::{apply, check, full, series, stack, symbols};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -96,7 +96,7 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
         )?;
     }
     full::validate_enzyme_lib(&args.enzyme_lib)?;
-    let patches = series::load(&paths.patches)?;
+    let patches = stack::flatten(&stack::load(&paths.patches)?);
     let started = cmd::utc_stamp(std::time::SystemTime::now());
 
     let mut lines = Vec::new();
@@ -104,7 +104,7 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
     if !args.no_turnaround {
         let warm = paths.build_dir(Slot::Check).exists();
         let t = Instant::now();
-        check::run(paths, &check::Args { tidy: false, lint_only: false })?;
+        check::run(paths, &check::Args { tidy: false, lint_only: false, last_only: true })?;
         let took = t.elapsed();
         let goal = if warm { "warm cache" } else { "COLD cache (no earlier check)" };
         lines.push(Line {

@@ -1,22 +1,26 @@
-//! `check`: the fast tier. Lint the series and prove it applies to pristine `base`, apply it
-//! to the work tree, then `x.py check` library/core (stage 0) and rustc_codegen_llvm in the
-//! chroot; `--tidy` adds `x.py test tidy`. Needs no Enzyme library.
+//! `check`: the fast tier. Lint the stack of PRs, prove it applies to pristine `base` PR after
+//! PR, then, for every commit of the stack in turn (bisectability), apply the stack up to it and
+//! `x.py check` library/core (stage 0) and rustc_codegen_llvm, which builds rustc_llvm's C++, in
+//! the chroot; `--tidy` adds `x.py test tidy` on the whole stack. Needs no Enzyme library.
 
 use anyhow::Result;
 
 use crate::env::Chroot;
 use crate::paths::*;
 use crate::summary::{self, Row, step};
-use crate::{apply, git, series};
+use crate::{apply, git, series, stack};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Also run `x.py test tidy`
     #[arg(long)]
     pub tidy: bool,
-    /// Only lint the series and check it applies to `base` (no work tree, no chroot, no root)
+    /// Only lint the stack and check it applies to `base` (no work tree, no chroot, no root)
     #[arg(long)]
     pub lint_only: bool,
+    /// Check only the whole stack, not every commit of it
+    #[arg(long)]
+    pub last_only: bool,
 }
 
 pub fn run(paths: &Paths, args: &Args) -> Result<()> {
@@ -27,13 +31,18 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
 }
 
 fn run_steps(paths: &Paths, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
-    let patches = step(rows, "lint", || series::lint(&paths.patches))?;
-    step(rows, "applies-to-base", || {
-        git::require_branch(&paths.repo(), BASE_BRANCH, "run `cargo xtask base` first")?;
-        series::check_applies(&paths.repo(), BASE_BRANCH, &patches, &paths.work())
-    })?;
+    let prs = step(rows, "lint", || stack::lint(&paths.patches))?;
+    git::require_branch(&paths.repo(), BASE_BRANCH, "run `cargo xtask base` first")?;
+    for (i, pr) in prs.iter().enumerate() {
+        step(rows, &format!("applies-to-base-{}", pr.name), || {
+            series::check_applies(&paths.repo(), BASE_BRANCH, &stack::through(&prs, i), &paths.work())
+        })?;
+    }
+    let patches = stack::flatten(&prs);
     println!(
-        "check: {} patch(es) lint clean and apply to `{BASE_BRANCH}` without whitespace errors",
+        "check: {} PR(s), {} patch(es) lint clean and apply to `{BASE_BRANCH}` PR after PR \
+         without whitespace errors",
+        prs.len(),
         patches.len()
     );
     if args.lint_only {
@@ -41,16 +50,33 @@ fn run_steps(paths: &Paths, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     }
     crate::cmd::require_root("cargo xtask check")?;
     crate::env::verify(paths)?;
-    step(rows, "apply", || apply::apply_patches(paths, Slot::Check, &patches))?;
-    let chroot = Chroot::enter(paths)?;
-    step(rows, "check-core", || {
-        chroot.x(Slot::Check, &["check", "--stage", "0", "library/core"], "check-core").run()
-    })?;
-    step(rows, "check-codegen-llvm", || {
-        chroot.x(Slot::Check, &["check", "compiler/rustc_codegen_llvm"], "check-codegen-llvm").run()
-    })?;
-    if args.tidy {
-        step(rows, "tidy", || chroot.x(Slot::Check, &["test", "tidy"], "tidy").run())?;
+    let first = if args.last_only { patches.len() } else { 1 };
+    for n in first..=patches.len() {
+        let at = &patches[n - 1];
+        println!("check: commit {n}/{} ({})", patches.len(), at.subject);
+        let tag = if n == patches.len() { String::new() } else { format!("-{n}") };
+        step(rows, &format!("apply{tag}"), || {
+            apply::apply_patches(paths, Slot::Check, &patches[..n])
+        })?;
+        let chroot = Chroot::enter(paths)?;
+        let result = (|| {
+            step(rows, &format!("check-core{tag}"), || {
+                let log = format!("check-core{tag}");
+                chroot.x(Slot::Check, &["check", "--stage", "0", "library/core"], &log).run()
+            })?;
+            step(rows, &format!("check-codegen-llvm{tag}"), || {
+                let log = format!("check-codegen-llvm{tag}");
+                chroot.x(Slot::Check, &["check", "compiler/rustc_codegen_llvm"], &log).run()
+            })
+        })();
+        chroot.leave()?;
+        result.map_err(|e| e.context(format!("commit {n} of the stack, {:?}", at.subject)))?;
     }
-    chroot.leave()
+    if args.tidy {
+        let chroot = Chroot::enter(paths)?;
+        let result = step(rows, "tidy", || chroot.x(Slot::Check, &["test", "tidy"], "tidy").run());
+        chroot.leave()?;
+        result?;
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@ use crate::compiletest::{self, Counts, Outcome};
 use crate::env::Chroot;
 use crate::paths::*;
 use crate::summary::{self, Row, step};
-use crate::{apply, series};
+use crate::{apply, stack};
 
 /// The autodiff suites, in the order they run.
 pub const SUITES: [&str; 3] =
@@ -69,7 +69,7 @@ fn run_steps(
     rows: &mut Vec<Row>,
 ) -> Result<Vec<(String, Outcome)>> {
     if !args.no_apply {
-        let patches = series::load(&paths.patches)?;
+        let patches = stack::flatten(&stack::load(&paths.patches)?);
         step(rows, "apply", || apply::apply_patches(paths, Slot::Series, &patches))?;
     }
     write_shim(paths, Slot::Series)?;

@@ -18,6 +18,7 @@ mod mounts;
 mod paths;
 mod refresh;
 mod series;
+mod stack;
 mod summary;
 mod symbols;
 mod wide;

@@ -22,7 +22,7 @@ use crate::compiletest::{self, Counts, Outcome};
 use crate::env::{self, Chroot};
 use crate::paths::*;
 use crate::summary::{self, Row, fmt_counts, step};
-use crate::{apply, apt, full, series};
+use crate::{apply, apt, full, stack};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -374,7 +374,7 @@ fn run_sides(
 ) -> Result<()> {
     let run_series = args.side != Side::Base;
     if run_series && !args.no_apply {
-        let patches = series::load(&paths.patches)?;
+        let patches = stack::flatten(&stack::load(&paths.patches)?);
         step(rows, "apply-series", || apply::apply_patches(paths, Slot::Series, &patches))?;
     }
     if !base_to_run.is_empty() {
