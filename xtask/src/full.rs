@@ -1,6 +1,7 @@
 //! `full`: the complete tier. Validate and install a prebuilt libEnzyme for LLVM 22, write
 //! the untracked CMake shim that lets bootstrap "build" Enzyme by installing it, apply the
-//! series, build the stage 1 library and run the autodiff suites, then print a table.
+//! stack, build the stage 1 library and run the autodiff suites (`--extended`: and the extended
+//! check, see extended.rs), then print a table.
 //! Test failures are reported, not fatal (the base has known failures), unless a test named
 //! with `--expect-pass` did not pass.
 
@@ -33,6 +34,10 @@ pub struct Args {
     /// codegen-llvm, ui (default: all three)
     #[arg(long = "suite", value_name = "SUITE")]
     pub suites: Vec<String>,
+    /// Also run the extended check: the exhaustive matrices of xtask/extended, laid out next
+    /// to the tests they extend
+    #[arg(long)]
+    pub extended: bool,
     /// Fail unless each named test passed (a run-make dir name, a file name or a path)
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub expect_pass: Vec<String>,
@@ -73,6 +78,7 @@ fn run_steps(
         step(rows, "apply", || apply::apply_patches(paths, Slot::Series, &patches))?;
     }
     write_shim(paths, Slot::Series)?;
+    crate::extended::clear(&paths.tree(Slot::Series))?;
     let chroot = Chroot::enter(paths)?;
     step(rows, "build-stage1", || {
         chroot.x(Slot::Series, &["build", "--stage", "1", "library"], "build-stage1").run()
@@ -81,6 +87,10 @@ fn run_steps(
     for suite in suites {
         let name = format!("test-{}", suite.trim_start_matches("tests/").replace('/', "-"));
         outcomes.extend(run_tests(&chroot, Slot::Series, &[suite.to_string()], &name, rows)?);
+    }
+    if args.extended {
+        let tests = crate::extended::lay_out(&crate::extended::source(), &paths.tree(Slot::Series))?;
+        outcomes.extend(run_tests(&chroot, Slot::Series, &tests, "test-extended", rows)?);
     }
     chroot.leave()?;
     Ok(outcomes)

@@ -12,6 +12,7 @@ mod cmd;
 mod compare;
 mod compiletest;
 mod env;
+mod extended;
 mod full;
 mod git;
 mod mounts;
