@@ -184,6 +184,10 @@ pub fn touched_files(series: &[Patch]) -> Vec<String> {
     set.into_iter().cloned().collect()
 }
 
+/// Git attributes for `check_applies`: compiletest's expected-output files end with a blank line.
+const EXPECTED_OUTPUT_ATTRIBUTES: &str =
+    "*.stderr whitespace=-blank-at-eof\n*.stdout whitespace=-blank-at-eof\n";
+
 /// Apply the whole series in order to a fresh worktree of `base_rev` (no 3-way merge,
 /// whitespace errors fatal). The error names the first patch that does not apply.
 pub fn check_applies(
@@ -193,9 +197,15 @@ pub fn check_applies(
     tmp_parent: &Path,
 ) -> Result<()> {
     let wt = TempWorktree::new(repo, base_rev, tmp_parent, Some(&touched_files(series)))?;
+    // The expected output of a ui test ends with a blank line, as compiletest writes it; the
+    // other whitespace rules hold there too.
+    let attributes = tmp_parent.join(".expected-output.gitattributes");
+    std::fs::write(&attributes, EXPECTED_OUTPUT_ATTRIBUTES)
+        .with_context(|| format!("cannot write {}", attributes.display()))?;
+    let attributes = format!("core.attributesFile={}", attributes.display());
     for p in series {
         let check = git(&wt.path)
-            .args(["apply", "--check", "--whitespace=error-all", "-v"])
+            .args(["-c", &attributes, "apply", "--check", "--whitespace=error-all", "-v"])
             .arg(&p.path)
             .quiet()
             .run_unchecked()?;
@@ -207,7 +217,7 @@ pub fn check_applies(
             );
         }
         git_commit(&wt.path)
-            .args(["am", "--whitespace=error-all"])
+            .args(["-c", &attributes, "am", "--whitespace=error-all"])
             .arg(&p.path)
             .quiet()
             .run()
