@@ -25,7 +25,8 @@ pub const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 pub const COVER_LETTER: &str = "0000-cover-letter.patch";
 
 /// A work tree plus build directory. `Series` is base + the series (what `full`, `compare`
-/// and `apply` use), `Check` the same tree checked in its own build directory, `Unpatched`
+/// and `apply` use), `Check` the tree `check` walks commit by commit, with its own build
+/// directory, `Unpatched`
 /// the `fixups` compiler `bench` compares against. Its tree is `work/orig`, a path as long as
 /// `work/tree`, so paths embedded in the two compilers' outputs have the same length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,8 @@ impl Slot {
     /// one worktree).
     pub fn branch(self) -> &'static str {
         match self {
-            Slot::Series | Slot::Check => "build",
+            Slot::Series => "build",
+            Slot::Check => "build-check",
             Slot::Unpatched => "build-orig",
         }
     }
@@ -77,11 +79,12 @@ impl Paths {
     pub fn work(&self) -> PathBuf {
         self.cache.join("work")
     }
-    /// The worktree a slot builds from. `check` shares the series' tree (it checks the same
-    /// commit), but not its build directory.
+    /// The worktree a slot builds from. `check` has its own, since it walks the stack commit
+    /// by commit while `compare` or `full` may build the series.
     pub fn tree(&self, slot: Slot) -> PathBuf {
         match slot {
-            Slot::Series | Slot::Check => self.work().join("tree"),
+            Slot::Series => self.work().join("tree"),
+            Slot::Check => self.work().join("check"),
             Slot::Unpatched => self.work().join("orig"),
         }
     }
