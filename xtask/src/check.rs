@@ -3,12 +3,29 @@
 //! `x.py check` library/core (stage 0) and rustc_codegen_llvm, which builds rustc_llvm's C++, in
 //! the chroot; `--tidy` adds `x.py test tidy` on the whole stack. Needs no Enzyme library.
 
+use std::path::Path;
+
 use anyhow::Result;
 
 use crate::env::Chroot;
 use crate::paths::*;
 use crate::summary::{self, Row, step};
 use crate::{apply, git, series, stack};
+
+/// Compiles (syntax and types only, `-fsyntax-only`) every C++ file of rustc_llvm's
+/// llvm-wrapper in `tree` against LLVM `major`'s headers, with its `llvm-config --cxxflags`.
+/// `x check` compiles them against LLVM 22 only; this covers the `LLVM_VERSION_GE` branches of
+/// the other versions too.
+fn compile_wrapper_script(tree: &Path, major: u32) -> String {
+    let dir = tree.join("compiler/rustc_llvm/llvm-wrapper");
+    format!(
+        "set -e; config=/usr/lib/llvm-{major}/bin/llvm-config; \
+         test -x $config || {{ echo \"$config is missing; run cargo xtask env\" >&2; exit 1; }}; \
+         cd {}; for f in *.cpp; do echo \"c++ -fsyntax-only $f (LLVM {major})\"; \
+         c++ -fsyntax-only -std=c++17 $($config --cxxflags) -DENZYME $f; done",
+        crate::cmd::shell_quote(&dir.display().to_string())
+    )
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,6 +88,15 @@ fn run_steps(paths: &Paths, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
         })();
         chroot.leave()?;
         result.map_err(|e| e.context(format!("commit {n} of the stack, {:?}", at.subject)))?;
+    }
+    for &major in LLVM_CHECKED {
+        let name = format!("compile-wrapper-llvm-{major}");
+        let chroot = Chroot::enter(paths)?;
+        let result = step(rows, &name, || {
+            chroot.sh(&compile_wrapper_script(&paths.tree(Slot::Check), major)).step(&name).run()
+        });
+        chroot.leave()?;
+        result?;
     }
     if args.tidy {
         let chroot = Chroot::enter(paths)?;

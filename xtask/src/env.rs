@@ -32,6 +32,8 @@ const PACKAGES: &[&str] = &[
     "xz-utils",
     // `bench` counts the compilers' instructions with cachegrind.
     "valgrind",
+    // `check` compiles the LLVM wrapper against every LLVM Debian offers besides 22.
+    "llvm-21-dev",
 ];
 
 /// What `verify` looks for in the chroot, and the package that provides it.

@@ -20,6 +20,9 @@ pub const STAGE0_TOOLCHAIN: &str = "+1.95.0";
 /// LLVM shipped by Debian sid that the compiler links against.
 pub const LLVM_MAJOR: u32 = 22;
 pub const LLVM_CONFIG: &str = "/usr/lib/llvm-22/bin/llvm-config";
+/// The LLVM versions whose headers `check` compiles rustc_llvm's C++ against: 1.95.0 supports
+/// LLVM 20 and newer, and Debian sid offers these.
+pub const LLVM_CHECKED: &[u32] = &[21, 22];
 pub const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// Cover letter kept in patches/ but never listed in the series.
 pub const COVER_LETTER: &str = "0000-cover-letter.patch";

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
@@ -219,6 +219,8 @@ pub fn lint(root: &Path) -> Result<Vec<Pr>> {
 
 #[cfg(test)]
 pub mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     /// The series fixture's two commits as a stack of two PRs of one patch each, made the way
