@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::env::Chroot;
 use crate::paths::*;
@@ -25,6 +25,46 @@ fn compile_wrapper_script(tree: &Path, major: u32) -> String {
          c++ -fsyntax-only -std=c++17 $($config --cxxflags) -DENZYME $f; done",
         crate::cmd::shell_quote(&dir.display().to_string())
     )
+}
+
+/// Tidy's `cpp:fmt` extra check on the stack: rustc_llvm's C++ must be unchanged by the
+/// clang-format that tidy pins (src/tools/tidy/config/requirements.txt), with rustc's style
+/// (`.clang-format` upstream, `BasedOnStyle: LLVM`, which Debian's tarball leaves out).
+fn clang_format(paths: &Paths) -> Result<()> {
+    let tree = paths.tree(Slot::Check);
+    let requirements = tree.join("src/tools/tidy/config/requirements.txt");
+    let text = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    let pin = text
+        .lines()
+        .map(|l| l.trim().trim_end_matches('\\').trim())
+        .find(|l| l.starts_with("clang-format=="))
+        .with_context(|| format!("no clang-format pin in {}", requirements.display()))?;
+    let dir = paths.python_tools().join(pin.replace("==", "-"));
+    let binary = dir.join("clang_format/data/bin/clang-format");
+    if !binary.exists() {
+        crate::cmd::Cmd::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&dir)
+            .arg(pin)
+            .step("clang-format-install")
+            .run()
+            .context("cannot install tidy's clang-format with pip (python3 -m pip)")?;
+    }
+    let wrapper = tree.join("compiler/rustc_llvm/llvm-wrapper");
+    let mut files: Vec<_> = std::fs::read_dir(&wrapper)
+        .with_context(|| format!("cannot list {}", wrapper.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "cpp" || e == "h"))
+        .collect();
+    files.sort();
+    crate::cmd::Cmd::new(&binary)
+        .args(["--style=LLVM", "--dry-run", "--Werror"])
+        .args(&files)
+        .step("clang-format")
+        .run()
+        .context("C++ of the stack that clang-format would change (tidy's cpp:fmt); see the log")?;
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -89,6 +129,7 @@ fn run_steps(paths: &Paths, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
         chroot.leave()?;
         result.map_err(|e| e.context(format!("commit {n} of the stack, {:?}", at.subject)))?;
     }
+    step(rows, "clang-format", || clang_format(paths))?;
     for &major in LLVM_CHECKED {
         let name = format!("compile-wrapper-llvm-{major}");
         let chroot = Chroot::enter(paths)?;

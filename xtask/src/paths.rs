@@ -137,6 +137,10 @@ impl Paths {
     pub fn wide(&self) -> PathBuf {
         self.cache.join("wide")
     }
+    /// Python packages `check` installs for tidy's extra checks (`pip install --target`).
+    pub fn python_tools(&self) -> PathBuf {
+        self.cache.join("python-tools")
+    }
     pub fn cargo_home(&self) -> PathBuf {
         self.cache.join("cargo-home")
     }
