@@ -92,7 +92,12 @@ fn run_steps(paths: &Paths, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     git::require_branch(&paths.repo(), BASE_BRANCH, "run `cargo xtask base` first")?;
     for (i, pr) in prs.iter().enumerate() {
         step(rows, &format!("applies-to-base-{}", pr.name), || {
-            series::check_applies(&paths.repo(), BASE_BRANCH, &stack::through(&prs, i), &paths.work())
+            series::check_applies(
+                &paths.repo(),
+                BASE_BRANCH,
+                &stack::through(&prs, i),
+                &paths.work(),
+            )
         })?;
     }
     let patches = stack::flatten(&prs);

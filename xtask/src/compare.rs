@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, bail};
 
+use crate::apply;
 use crate::compiletest::{self, Outcome};
 use crate::env::Chroot;
 use crate::full;
@@ -15,7 +16,6 @@ use crate::git::{TempWorktree, git, git_commit};
 use crate::paths::{Paths, Slot};
 use crate::stack::{self, Pr};
 use crate::summary::{self, Row};
-use crate::apply;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -89,7 +89,8 @@ fn run_steps(
         outcomes.extend(run_tests(&chroot, Slot::Series, &[suite.to_string()], &name, rows)?);
     }
     if args.extended {
-        let tests = crate::extended::lay_out(&crate::extended::source(), &paths.tree(Slot::Series))?;
+        let tests =
+            crate::extended::lay_out(&crate::extended::source(), &paths.tree(Slot::Series))?;
         outcomes.extend(run_tests(&chroot, Slot::Series, &tests, "test-extended", rows)?);
     }
     chroot.leave()?;

@@ -26,12 +26,17 @@ pub fn read_series_file(patches: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(&file).with_context(|| {
         format!("cannot read {}; it must list the patches in order", file.display())
     })?;
-    Ok(text
-        .lines()
+    Ok(list_lines(&text))
+}
+
+/// The entries of a list file (`series`, `stack`, `tests`): one per line, trimmed, blank lines
+/// and `#` comments skipped.
+pub fn list_lines(text: &str) -> Vec<String> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(String::from)
-        .collect())
+        .collect()
 }
 
 /// Parse a `git format-patch` mail: `From <sha> ...`, `From:`, `Subject: [PATCH...]`, a

@@ -86,24 +86,14 @@ fn read_stack_file(root: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(&file).with_context(|| {
         format!("cannot read {}; it must list the PR directories in order", file.display())
     })?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
+    Ok(series::list_lines(&text))
 }
 
 /// The `tests` file of a PR directory, if any.
 fn read_tests_file(dir: &Path) -> Result<Vec<String>> {
     let file = dir.join(TESTS_FILE);
     match fs::read_to_string(&file) {
-        Ok(text) => Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect()),
+        Ok(text) => Ok(series::list_lines(&text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
     }
@@ -184,7 +174,8 @@ pub fn lint(root: &Path) -> Result<Vec<Pr>> {
                 let listed_tests = read_tests_file(&dir).unwrap_or_default();
                 for t in &listed_tests {
                     if !t.starts_with("tests/") {
-                        problems.push(format!("{name}/{TESTS_FILE}: {t} is not a path under tests/"));
+                        problems
+                            .push(format!("{name}/{TESTS_FILE}: {t} is not a path under tests/"));
                     }
                 }
                 prs.push(Pr { name: name.clone(), patches, listed_tests });
