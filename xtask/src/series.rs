@@ -312,6 +312,32 @@ pub mod tests {
     }
 
     #[test]
+    fn expected_output_may_end_with_a_blank_line() {
+        let (tmp, repo, _) = fixture();
+        let out = tmp.path().join("out");
+        let g = |args: &[&str]| git_commit(&repo).args(args).quiet().run().unwrap();
+        for (file, ok) in [("tests/t.stderr", true), ("tests/u.rs", false)] {
+            g(&["checkout", "-q", "-B", "more", "dev"]);
+            fs::write(repo.join(file), "error: x\n\n").unwrap();
+            g(&["add", "-A"]);
+            g(&["commit", "-q", "-m", "tests: expected output\n\nWith a blank line at the end."]);
+            let _ = fs::remove_dir_all(&out);
+            git(&repo)
+                .args(["format-patch", "-q", "--zero-commit", "dev..more", "-o"])
+                .arg(&out)
+                .quiet()
+                .run()
+                .unwrap();
+            let name = fs::read_dir(&out).unwrap().next().unwrap().unwrap().file_name();
+            let name = name.to_string_lossy().into_owned();
+            let text = fs::read_to_string(out.join(&name)).unwrap();
+            let patch = Patch { path: out.join(&name), ..parse_mail(&name, &text).unwrap() };
+            let result = check_applies(&repo, "dev", &[patch], tmp.path());
+            assert_eq!(result.is_ok(), ok, "{file}: {result:?}");
+        }
+    }
+
+    #[test]
     fn mail_parsing_errors() {
         let ok = "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\n\
                   Subject: [PATCH 1/2] core: do a\n thing\n\nWhy.\n---\ndiff --git a/x b/x\n";
