@@ -383,6 +383,8 @@ fn run_sides(
     }
     if run_series {
         full::write_shim(paths, Slot::Series)?;
+        // What bors runs: not the extended check an earlier `full --extended` left in the tree.
+        crate::extended::clear(&paths.tree(Slot::Series))?;
     } else if base_to_run.is_empty() {
         println!("wide: every base result is cached; nothing to build");
         return Ok(());
