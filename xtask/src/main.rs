@@ -29,11 +29,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Build rustc 1.95.0 with the autodiff patch series in a Debian sid chroot and test it.
+/// Build rustc 1.95.0 with the stack of autodiff PRs in a Debian sid chroot and test it.
 ///
 /// Typical order: `base` (source), `env` (chroot), `check` (fast tier), `full` (Enzyme and
-/// the autodiff suites), `compare` (do the new tests catch the bug?), `bench` (what the
-/// series costs), `wide` (what bors would catch), `refresh` (export patches from the
+/// the autodiff suites), `compare` (do each PR's tests catch its bug?), `bench` (what the
+/// stack costs), `wide` (what bors would catch), `refresh` (export the stack from the
 /// development worktree).
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask")]
@@ -41,7 +41,7 @@ struct Cli {
     /// Cache directory: tarball, base repository, chroot, work tree, build and logs
     #[arg(long, global = true, env = "ADMK_CACHE", value_name = "DIR", default_value_os_t = paths::default_cache())]
     cache: PathBuf,
-    /// Directory holding `series` and the patches
+    /// Directory holding `stack` and the PR directories
     #[arg(long, global = true, value_name = "DIR", default_value_os_t = paths::project_root().join("patches"))]
     patches: PathBuf,
     #[command(subcommand)]
@@ -54,19 +54,19 @@ enum Command {
     Base,
     /// Create (or verify) the Debian sid chroot with LLVM 22 and the build tools (root)
     Env(env::Args),
-    /// Reset the work tree to `fixups` and `git am` the series (or its first N patches)
+    /// Reset the work tree to `fixups` and `git am` the stack (or its first PRs or patches)
     Apply(apply::Args),
-    /// Lint the series, check it applies to `base`, apply it, `x.py check` in the chroot (root)
+    /// Lint the stack, check it applies to `base` PR by PR, `x.py check` every commit (root)
     Check(check::Args),
     /// Install Enzyme, apply, build stage 1 and run the autodiff test suites (root)
     Full(full::Args),
-    /// Mutation check: new tests must fail with only the test patches and pass with all (root)
+    /// Mutation check: each PR's tests must fail before the PR and pass with it (root)
     Compare(compare::Args),
-    /// Measure what the series costs, unpatched vs patched stage 1 in one run (root)
+    /// Measure what the stack costs, unpatched vs patched stage 1 in one run (root)
     Bench(bench::Args),
-    /// Run wide suites on the base and with the series; fail on tests only the series fails (root)
+    /// Run wide suites on the base and with the stack; fail on tests only the stack fails (root)
     Wide(wide::Args),
-    /// Regenerate patches/ and patches/series from the development worktree's commits
+    /// Regenerate the stack in patches/ from the development worktree's commits
     Refresh(refresh::Args),
 }
 
