@@ -1,7 +1,8 @@
 //! `check`: the fast tier. Lint the stack of PRs, prove it applies to pristine `base` PR after
 //! PR, then, for every commit of the stack in turn (bisectability), apply the stack up to it and
 //! `x.py check` library/core (stage 0) and rustc_codegen_llvm, which builds rustc_llvm's C++, in
-//! the chroot; `--tidy` adds `x.py test tidy` on the whole stack. Needs no Enzyme library.
+//! the chroot; `--tidy` adds tidy with rust-lang CI's extra checks on the base and on the whole
+//! stack (tidy.rs). Needs no Enzyme library.
 
 use std::path::Path;
 
@@ -69,7 +70,8 @@ fn clang_format(paths: &Paths) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Also run `x.py test tidy`
+    /// Also run tidy with CI's extra checks (py, cpp, js, spellcheck) on the base and the stack,
+    /// and rustfmt on the stack's files; fails on any finding the stack adds
     #[arg(long)]
     pub tidy: bool,
     /// Only lint the stack and check it applies to `base` (no work tree, no chroot, no root)
@@ -145,10 +147,7 @@ fn run_steps(paths: &Paths, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
         result?;
     }
     if args.tidy {
-        let chroot = Chroot::enter(paths)?;
-        let result = step(rows, "tidy", || chroot.x(Slot::Check, &["test", "tidy"], "tidy").run());
-        chroot.leave()?;
-        result?;
+        step(rows, "tidy", || crate::tidy::run(paths, &patches))?;
     }
     Ok(())
 }

@@ -34,6 +34,11 @@ const PACKAGES: &[&str] = &[
     "valgrind",
     // `check` compiles the LLVM wrapper against every LLVM Debian offers besides 22.
     "llvm-21-dev",
+    // `check --tidy`: tidy's python checks make a venv; its js checks run yarn, which
+    // `check --tidy` installs with npm.
+    "python3-venv",
+    "nodejs",
+    "npm",
 ];
 
 /// What `verify` looks for in the chroot, and the package that provides it.

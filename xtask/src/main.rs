@@ -22,6 +22,7 @@ mod series;
 mod stack;
 mod summary;
 mod symbols;
+mod tidy;
 mod wide;
 
 use std::path::PathBuf;
