@@ -91,11 +91,12 @@ const RUSTFMT_CONFIG: &str = "style_edition=2024,use_small_heuristics=Max,merge_
 /// Runs tidy on `base` and on `patches`, prints the findings the stack adds and fails if there
 /// are any.
 pub fn run(paths: &Paths, patches: &[Patch]) -> Result<()> {
-    let unformatted = rustfmt(paths, patches)?;
     let yarn = install_yarn(paths)?;
     let files = crate::series::touched_files(patches);
     let base = side(paths, &[], &files, &yarn, "base")?;
     let stack = side(paths, patches, &files, &yarn, "stack")?;
+    // The check tree holds the stack now.
+    let unformatted = rustfmt(paths, &files)?;
     println!("tidy: what cannot run as on rust-lang CI, and what runs instead:");
     for (what, why) in OFFLINE {
         println!("  - {what}: {why}");
@@ -136,11 +137,11 @@ pub fn run(paths: &Paths, patches: &[Patch]) -> Result<()> {
     Ok(())
 }
 
-/// Checks with rustfmt and rustc's settings (`RUSTFMT_CONFIG`) the Rust files the stack adds or
-/// changes, but ui tests, which rustc does not format; returns how many rustfmt would change.
-/// The unstable settings need a nightly rustfmt: rustup's, as bootstrap's pinned one cannot be
-/// downloaded here.
-fn rustfmt(paths: &Paths, patches: &[Patch]) -> Result<usize> {
+/// Checks with rustfmt and rustc's settings (`RUSTFMT_CONFIG`) the Rust files of `files` (those
+/// the stack adds or changes) in the check tree, but ui tests, which rustc does not format;
+/// returns how many rustfmt would change. The unstable settings need a nightly rustfmt:
+/// rustup's, as bootstrap's pinned one cannot be downloaded here.
+fn rustfmt(paths: &Paths, files: &[String]) -> Result<usize> {
     let Some(rustfmt) = nightly_rustfmt() else {
         println!(
             "tidy: rustfmt: SKIPPED, no rustup nightly toolchain with rustfmt in \
@@ -148,10 +149,9 @@ fn rustfmt(paths: &Paths, patches: &[Patch]) -> Result<usize> {
         );
         return Ok(0);
     };
-    apply::apply_patches(paths, Slot::Check, patches)?;
     let tree = paths.tree(Slot::Check);
-    let files: Vec<String> = crate::series::touched_files(patches)
-        .into_iter()
+    let files: Vec<&String> = files
+        .iter()
         .filter(|f| f.ends_with(".rs") && !f.starts_with("tests/ui/"))
         .filter(|f| tree.join(f).exists())
         .collect();
