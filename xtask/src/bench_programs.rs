@@ -80,3 +80,38 @@ fn main() {
 
 /// Its output: the gradient [6, 2], the forward derivative 6 and the Hessian-vector product.
 pub const AUTODIFF_EXPECTED: &str = "bx [6.0, 2.0] dy 6 dbx [2.0, 1.0]\n";
+
+/// A debug build's autodiff program that 1.95.0 differentiates too: a fold with a closure in
+/// reverse mode, a polynomial through a helper in forward and reverse mode.
+pub const AUTODIFF_DEBUG: &str = r#"#![feature(autodiff)]
+
+use std::autodiff::{autodiff_forward, autodiff_reverse};
+use std::hint::black_box;
+
+#[autodiff_reverse(d_prod, Duplicated, Active)]
+fn prod(x: &[f64]) -> f64 {
+    x.iter().fold(1.0, |acc, v| acc * v)
+}
+
+#[autodiff_forward(d_poly, Dual, Dual)]
+#[autodiff_reverse(b_poly, Active, Active)]
+fn poly(x: f64) -> f64 {
+    square(x) * x + 2.0 * x
+}
+
+fn square(x: f64) -> f64 {
+    x * x
+}
+
+fn main() {
+    let x = black_box([1.5, -2.0, 0.5]);
+    let mut dx = [0.0; 3];
+    let p = d_prod(&x, &mut dx, 1.0);
+    let (_, dp) = d_poly(black_box(2.0), 1.0);
+    let (_, bp) = b_poly(black_box(2.0), 1.0);
+    println!("p {p} dx {dx:?} dp {dp} bp {bp}");
+}
+"#;
+
+/// Its output: the product -1.5 and its gradient (p / x_i), and 3 x^2 + 2 at x = 2 both ways.
+pub const AUTODIFF_DEBUG_EXPECTED: &str = "p -1.5 dx [-1.0, 0.75, -3.0] dp 14 bp 14\n";
