@@ -318,8 +318,8 @@ pub fn findings(output: &str, tree_prefix: &str) -> Vec<String> {
 }
 
 /// typos' `--format brief` lines (`file:line:col: error: `teh` should be `the``) without the
-/// line and column,
-/// so that a word flagged in the base is not new in the stack because lines moved.
+/// line and column, so that a word flagged in the base is not new in the stack because lines
+/// moved.
 pub fn typos_words(output: &str) -> Vec<String> {
     output
         .lines()
