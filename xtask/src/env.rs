@@ -289,6 +289,15 @@ impl Chroot {
         Ok(Chroot { paths: paths.clone(), mounts })
     }
 
+    /// The chroot with only `binds` mounted (besides proc and /dev), for commands that run
+    /// no x.py: no stage0 toolchain, no bootstrap config.
+    pub fn enter_with(paths: &Paths, binds: &[PathBuf]) -> Result<Chroot> {
+        require_root("running commands in the chroot")?;
+        verify(paths)?;
+        let mounts = Mounts::new(&paths.chroot(), binds)?;
+        Ok(Chroot { paths: paths.clone(), mounts })
+    }
+
     /// `python3 x.py ARGS --config CACHE/work/bootstrap*.toml`, in the slot's work tree.
     pub fn x(&self, slot: Slot, args: &[&str], step: &str) -> Cmd {
         let mut words: Vec<String> = vec!["python3".into(), "x.py".into()];

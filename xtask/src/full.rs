@@ -250,7 +250,7 @@ fn defines_symbol(readelf: &str, name: &str) -> bool {
 }
 
 /// Numbers in `-NN.` positions of a file name (`libEnzyme-19.so` -> 19).
-fn name_majors(name: &str) -> Vec<u32> {
+pub fn name_majors(name: &str) -> Vec<u32> {
     name.split('-')
         .skip(1)
         .filter_map(|part| part.split_once('.'))

@@ -12,6 +12,7 @@ mod cmd;
 mod compare;
 mod compiletest;
 mod env;
+mod enzyme;
 mod extended;
 mod full;
 mod git;
@@ -32,17 +33,17 @@ use clap::{Parser, Subcommand};
 
 /// Build rustc 1.95.0 with the stack of autodiff PRs in a Debian sid chroot and test it.
 ///
-/// Typical order: `base` (source), `env` (chroot), `check` (fast tier), `full` (Enzyme and
-/// the autodiff suites), `compare` (do each PR's tests catch its bug?), `bench` (what the
-/// stack costs), `wide` (what bors would catch), `refresh` (export the stack from the
-/// development worktree).
+/// Typical order: `base` (source), `env` (chroot), `check` (fast tier), `enzyme` (build
+/// libEnzyme from a checkout), `full` (Enzyme and the autodiff suites), `compare` (do each
+/// PR's tests catch its bug?), `bench` (what the stack costs), `wide` (what bors would catch),
+/// `refresh` (export the stack from the development worktree).
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask")]
 struct Cli {
     /// Cache directory: tarball, base repository, chroot, work tree, build and logs
     #[arg(long, global = true, env = "ADMK_CACHE", value_name = "DIR", default_value_os_t = paths::default_cache())]
     cache: PathBuf,
-    /// Directory holding `stack` and the PR directories
+    /// Directory holding `stack`, the PR directories and `enzyme/` (the Enzyme series)
     #[arg(long, global = true, value_name = "DIR", default_value_os_t = paths::project_root().join("patches"))]
     patches: PathBuf,
     #[command(subcommand)]
@@ -59,6 +60,9 @@ enum Command {
     Apply(apply::Args),
     /// Lint the stack, check it applies to `base` PR by PR, `x.py check` every commit (root)
     Check(check::Args),
+    /// Build libEnzyme-22.so in the chroot from an Enzyme checkout plus the series in
+    /// PATCHES/enzyme, if any (root)
+    Enzyme(enzyme::Args),
     /// Install Enzyme, apply, build stage 1 and run the autodiff test suites (root)
     Full(full::Args),
     /// Mutation check: each PR's tests must fail before the PR and pass with it (root)
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Env(_) => "env",
         Command::Apply(_) => "apply",
         Command::Check(_) => "check",
+        Command::Enzyme(_) => "enzyme",
         Command::Full(_) => "full",
         Command::Compare(_) => "compare",
         Command::Bench(_) => "bench",
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
         Command::Env(a) => env::run(&paths, a),
         Command::Apply(a) => apply::run(&paths, a),
         Command::Check(a) => check::run(&paths, a),
+        Command::Enzyme(a) => enzyme::run(&paths, a),
         Command::Full(a) => full::run(&paths, a),
         Command::Compare(a) => compare::run(&paths, a),
         Command::Bench(a) => bench::run(&paths, a),
@@ -105,5 +111,34 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+        // `enzyme` reads its series from the global `--patches` (PATCHES/enzyme), given before
+        // or after the subcommand.
+        for argv in [
+            ["x", "enzyme", "--source", "/e", "--patches", "/p"],
+            ["x", "--patches", "/p", "enzyme", "--source", "/e"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Enzyme(a) = &cli.command else { panic!("not enzyme") };
+            assert_eq!(
+                (a.source.as_path(), cli.patches.as_path()),
+                (Path::new("/e"), Path::new("/p"))
+            );
+            assert!(!a.with_plugin && a.out.is_none());
+        }
+        assert!(Cli::try_parse_from(["x", "enzyme"]).is_err(), "--source is required");
     }
 }

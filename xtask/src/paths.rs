@@ -26,6 +26,9 @@ pub const LLVM_CHECKED: &[u32] = &[21, 22];
 pub const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// Cover letter kept in patches/ but never listed in the series.
 pub const COVER_LETTER: &str = "0000-cover-letter.patch";
+/// The directory in patches/ of the Enzyme patch series that `enzyme` applies (not a PR of the
+/// stack).
+pub const ENZYME_PATCHES: &str = "enzyme";
 
 /// A work tree plus build directory. `Series` is base + the series (what `full`, `compare`
 /// and `apply` use), `Check` the tree `check` walks commit by commit, with its own build
@@ -128,6 +131,25 @@ impl Paths {
     /// Where the shim CMakeLists.txt goes (untracked in the tree).
     pub fn enzyme_shim(&self, slot: Slot) -> PathBuf {
         self.tree(slot).join("src/tools/enzyme/enzyme/CMakeLists.txt")
+    }
+    /// `enzyme`'s cache: `src`, the copy of the user's Enzyme checkout the patches go on, and
+    /// `build`, its CMake build directory, kept between runs so rebuilds are incremental.
+    pub fn enzyme_cache(&self) -> PathBuf {
+        self.cache.join("enzyme")
+    }
+    pub fn enzyme_src(&self) -> PathBuf {
+        self.enzyme_cache().join("src")
+    }
+    pub fn enzyme_cmake_build(&self) -> PathBuf {
+        self.enzyme_cache().join("build")
+    }
+    /// Where `enzyme` puts the library it built unless told otherwise.
+    pub fn enzyme_built_lib(&self) -> PathBuf {
+        self.enzyme_cache().join(format!("libEnzyme-{LLVM_MAJOR}.so"))
+    }
+    /// The Enzyme patch series `enzyme` applies by default.
+    pub fn enzyme_patches(&self) -> PathBuf {
+        self.patches.join(ENZYME_PATCHES)
     }
     /// Scratch space of `bench`, inside `work` so the chroot sees it at the same path.
     pub fn bench(&self) -> PathBuf {

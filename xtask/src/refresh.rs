@@ -3,7 +3,7 @@
 //! patches) or by `--layout`; each PR's directory gets its patches from `git format-patch` of its
 //! own range (numbered within the PR) and a matching `series`, and only files whose content
 //! changed are touched (cover letters and `tests` files never; directories of PRs no longer in
-//! the stack are deleted).
+//! the stack are deleted, the Enzyme series in patches/enzyme/ kept).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -77,7 +77,12 @@ pub fn run(paths: &Paths, args: &Args) -> Result<()> {
     for entry in fs::read_dir(&paths.patches)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().join("series").is_file() && !names.contains(&name.as_str()) {
+        // A directory with a `series` that is not in the stack is a stale PR, except the
+        // Enzyme series of `cargo xtask enzyme`.
+        if entry.path().join("series").is_file()
+            && !names.contains(&name.as_str())
+            && name != ENZYME_PATCHES
+        {
             fs::remove_dir_all(entry.path())
                 .with_context(|| format!("cannot delete the stale PR {name}"))?;
             lines.push(format!("{name}: deleted (no longer in the stack)"));

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::paths::ENZYME_PATCHES;
 use crate::series::{self, Patch};
 
 /// The file in `patches/` that lists the PRs in order.
@@ -139,8 +140,8 @@ pub fn find(prs: &[Pr], wanted: &str) -> Result<usize> {
 }
 
 /// Static checks of the whole stack: the stack file, each PR directory as a series (see
-/// `series::lint`), its `tests` file, and no stray entries in `patches/`. All problems are
-/// reported at once.
+/// `series::lint`), its `tests` file, and no stray entries in `patches/` (the Enzyme series in
+/// `enzyme/` aside). All problems are reported at once.
 pub fn lint(root: &Path) -> Result<Vec<Pr>> {
     let names = read_stack_file(root)?;
     let mut problems = Vec::new();
@@ -187,7 +188,7 @@ pub fn lint(root: &Path) -> Result<Vec<Pr>> {
     let mut stray: Vec<String> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|f| f != STACK_FILE && !seen.contains(f.as_str()))
+        .filter(|f| f != STACK_FILE && f != ENZYME_PATCHES && !seen.contains(f.as_str()))
         .collect();
     stray.sort();
     for f in stray {
@@ -262,7 +263,9 @@ pub mod tests {
         fs::rename(root.join("02-tests-b"), root.join("03-tests-b")).unwrap();
         fs::remove_file(root.join("01-lib-b").join(TESTS_FILE)).unwrap();
         fs::create_dir_all(root.join("99-stray")).unwrap();
+        fs::create_dir_all(root.join(ENZYME_PATCHES)).unwrap();
         let err = lint(&root).unwrap_err().to_string();
+        assert!(!err.contains("enzyme is in"), "the Enzyme series is not a stray PR: {err}");
         assert!(err.contains("03-tests-b: the directory of PR 2 must be named `02-"), "{err}");
         assert!(err.contains("99-stray is in"), "{err}");
         assert!(err.contains("01-lib-b: no test"), "{err}");
