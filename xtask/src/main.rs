@@ -22,6 +22,8 @@ mod refresh;
 mod series;
 mod stack;
 mod summary;
+mod sweep;
+mod sweep_gen;
 mod symbols;
 mod tidy;
 mod wide;
@@ -73,6 +75,8 @@ enum Command {
     Wide(wide::Args),
     /// Regenerate the stack in patches/ from the development worktree's commits
     Refresh(refresh::Args),
+    /// Generated autodiff programs checked against finite differences, base vs stack (root)
+    Sweep(sweep::Args),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Bench(_) => "bench",
         Command::Wide(_) => "wide",
         Command::Refresh(_) => "refresh",
+        Command::Sweep(_) => "sweep",
     };
     if let Err(e) = cmd::init_logs(&paths.logs(), name) {
         eprintln!("warning: running without log files: {e:#}");
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(&paths, a),
         Command::Wide(a) => wide::run(&paths, a),
         Command::Refresh(a) => refresh::run(&paths, a),
+        Command::Sweep(a) => sweep::run(&paths, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -159,6 +159,10 @@ impl Paths {
     pub fn wide(&self) -> PathBuf {
         self.cache.join("wide")
     }
+    /// `sweep`'s runs: `sweep/<run-id>/` holds the generated programs, logs and `sweep.json`.
+    pub fn sweep(&self) -> PathBuf {
+        self.cache.join("sweep")
+    }
     /// Python packages `check` installs for tidy's extra checks (`pip install --target`).
     pub fn python_tools(&self) -> PathBuf {
         self.cache.join("python-tools")
