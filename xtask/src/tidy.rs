@@ -94,9 +94,15 @@ pub fn run(paths: &Paths, patches: &[Patch]) -> Result<()> {
     let yarn = install_yarn(paths)?;
     let files = crate::series::touched_files(patches);
     let base = side(paths, &[], &files, &yarn, "base")?;
+    // The check tree holds the base now, then the stack.
+    let base_fmt = rustfmt(paths, &files, "base")?;
     let stack = side(paths, patches, &files, &yarn, "stack")?;
-    // The check tree holds the stack now.
-    let unformatted = rustfmt(paths, &files)?;
+    let stack_fmt = rustfmt(paths, &files, "stack")?;
+    let unformatted = unformatted_by_stack(&base_fmt, &stack_fmt);
+    for file in &unformatted {
+        println!("tidy:   rustfmt would change {file} more than it would change the base's");
+    }
+    let unformatted = unformatted.len();
     println!("tidy: what cannot run as on rust-lang CI, and what runs instead:");
     for (what, why) in OFFLINE {
         println!("  - {what}: {why}");
@@ -137,17 +143,32 @@ pub fn run(paths: &Paths, patches: &[Patch]) -> Result<()> {
     Ok(())
 }
 
+/// The files whose rustfmt hunks on the stack outnumber those on the base (a file the stack
+/// adds has none on the base): rustup's nightly rustfmt formats some of the base's lines
+/// otherwise than rustc's pinned one (`use {rustc_ast as ast, rustc_hir as hir};`), which is no
+/// finding of the stack's.
+fn unformatted_by_stack(
+    base: &BTreeMap<String, usize>,
+    stack: &BTreeMap<String, usize>,
+) -> Vec<String> {
+    stack
+        .iter()
+        .filter(|&(file, &hunks)| hunks > base.get(file).copied().unwrap_or(0))
+        .map(|(file, _)| file.clone())
+        .collect()
+}
+
 /// Checks with rustfmt and rustc's settings (`RUSTFMT_CONFIG`) the Rust files of `files` (those
 /// the stack adds or changes) in the check tree, but ui tests, which rustc does not format;
-/// returns how many rustfmt would change. The unstable settings need a nightly rustfmt:
-/// rustup's, as bootstrap's pinned one cannot be downloaded here.
-fn rustfmt(paths: &Paths, files: &[String]) -> Result<usize> {
+/// returns how many hunks rustfmt would change in each. The unstable settings need a nightly
+/// rustfmt: rustup's, as bootstrap's pinned one cannot be downloaded here.
+fn rustfmt(paths: &Paths, files: &[String], label: &str) -> Result<BTreeMap<String, usize>> {
     let Some(rustfmt) = nightly_rustfmt() else {
         println!(
             "tidy: rustfmt: SKIPPED, no rustup nightly toolchain with rustfmt in \
              ~/.rustup/toolchains (bootstrap's pinned rustfmt cannot be downloaded here)"
         );
-        return Ok(0);
+        return Ok(BTreeMap::new());
     };
     let tree = paths.tree(Slot::Check);
     let files: Vec<&String> = files
@@ -156,7 +177,7 @@ fn rustfmt(paths: &Paths, files: &[String]) -> Result<usize> {
         .filter(|f| tree.join(f).exists())
         .collect();
     println!(
-        "tidy: rustfmt --check ({}) on {} file(s) of the stack",
+        "tidy: rustfmt --check ({}) on the {label}'s {} file(s) of the stack's",
         rustfmt.display(),
         files.len()
     );
@@ -168,20 +189,19 @@ fn rustfmt(paths: &Paths, files: &[String]) -> Result<usize> {
         .quiet()
         .run_unchecked()?;
     // `Diff in /tree/compiler/x.rs:12:` (or `... at line 12:`), once per hunk.
-    let mut unformatted: Vec<&str> = out
+    let mut hunks = BTreeMap::new();
+    for file in out
         .text
         .lines()
         .filter_map(|l| l.strip_prefix("Diff in "))
         .map(|l| l.find(".rs").map_or(l, |end| &l[..end + 3]))
-        .collect();
-    unformatted.dedup();
-    for file in &unformatted {
-        println!("tidy:   rustfmt would change {file}");
+    {
+        *hunks.entry(file.to_string()).or_insert(0) += 1;
     }
-    if !out.success && unformatted.is_empty() {
-        bail!("rustfmt failed on the stack's files; see the log");
+    if !out.success && hunks.is_empty() {
+        bail!("rustfmt failed on the {label}'s files; see the log");
     }
-    Ok(unformatted.len())
+    Ok(hunks)
 }
 
 /// rustup's newest nightly rustfmt, if any.
@@ -465,6 +485,17 @@ impl Drop for Arranged {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rustfmt_findings_of_the_base_are_not_the_stacks() {
+        let map = |v: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            v.iter().map(|&(f, n)| (f.to_string(), n)).collect()
+        };
+        let base = map(&[("/t/a.rs", 1), ("/t/b.rs", 2)]);
+        let stack = map(&[("/t/a.rs", 1), ("/t/b.rs", 3), ("/t/new.rs", 1)]);
+        assert_eq!(unformatted_by_stack(&base, &stack), ["/t/b.rs", "/t/new.rs"]);
+        assert!(unformatted_by_stack(&base, &map(&[("/t/a.rs", 1)])).is_empty());
+    }
 
     #[test]
     fn keeps_findings_and_drops_progress() {
