@@ -60,20 +60,35 @@ pub fn commit_series(paths: &Paths, patches: &[Patch]) -> Result<String> {
     if patches.is_empty() {
         return git(&repo).args(["rev-parse", FIXUPS_BRANCH]).read();
     }
-    let wt = TempWorktree::new(
-        &repo,
-        FIXUPS_BRANCH,
-        &paths.work(),
-        Some(&series::touched_files(patches)),
-    )?;
+    am_in_worktree(&repo, FIXUPS_BRANCH, &paths.work(), patches, "apply", |p, i, check| {
+        format!(
+            "{} does not apply on top of `{FIXUPS_BRANCH}` and the {i} patch(es) before it; no \
+             work tree was changed. `git apply --check -v` says:\n{check}",
+            p.name
+        )
+    })
+}
+
+/// `git am --3way` each of `patches` on top of `base` of `repo`, in a temporary worktree (under
+/// `scratch`) that checks out only the files they touch, and return the last commit. The
+/// patch's date is the committer date too, so that the same series always gives the same
+/// commits. A patch that does not apply is an error, `failure(patch, index, git apply's
+/// verdict)`; no work tree is touched either way.
+pub fn am_in_worktree(
+    repo: &std::path::Path,
+    base: &str,
+    scratch: &std::path::Path,
+    patches: &[Patch],
+    step: &str,
+    failure: impl Fn(&Patch, usize, &str) -> String,
+) -> Result<String> {
+    let wt = TempWorktree::new(repo, base, scratch, Some(&series::touched_files(patches)))?;
     for (i, p) in patches.iter().enumerate() {
-        println!("apply: [{}/{}] {} ({})", i + 1, patches.len(), p.name, p.subject);
-        // The patch's date as the committer date too, so that the same series always gives
-        // the same commits, whenever it is applied.
+        println!("{step}: [{}/{}] {} ({})", i + 1, patches.len(), p.name, p.subject);
         let am = git_commit(&wt.path)
             .args(["am", "-q", "--3way", "--committer-date-is-author-date"])
             .arg(&p.path)
-            .step("apply")
+            .step(step)
             .run_unchecked()?;
         if am.success {
             continue;
@@ -81,12 +96,7 @@ pub fn commit_series(paths: &Paths, patches: &[Patch]) -> Result<String> {
         git_commit(&wt.path).args(["am", "--abort"]).quiet().run()?;
         let check =
             git(&wt.path).args(["apply", "--check", "-v"]).arg(&p.path).quiet().run_unchecked()?;
-        bail!(
-            "{} does not apply on top of `{FIXUPS_BRANCH}` and the {i} patch(es) before it; no work \
-             tree was changed. `git apply --check -v` says:\n{}",
-            p.name,
-            check.text.trim_end()
-        );
+        bail!("{}", failure(p, i, check.text.trim_end()));
     }
     git(&wt.path).args(["rev-parse", "HEAD"]).read()
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, Cmd, require_root, shell_quote, write_atomic};
 use crate::env::Chroot;
-use crate::git::{TempWorktree, git, git_commit, tracked_changes};
+use crate::git::{git, tracked_changes};
 use crate::mounts::remove_tree;
 use crate::paths::*;
 use crate::series::{self, Patch};
@@ -260,34 +260,15 @@ fn ensure_copy(source: &Path, src: &Path) -> Result<()> {
 /// checks out only the files they touch; returns the last commit. The same series on the same
 /// base always gives the same commit (fixed identity, committer date = author date).
 fn commit_patches(paths: &Paths, base: &str, patches: &[Patch]) -> Result<String> {
-    let wt = TempWorktree::new(
-        &paths.enzyme_src(),
-        base,
-        &paths.enzyme_cache(),
-        Some(&series::touched_files(patches)),
-    )?;
-    for (i, p) in patches.iter().enumerate() {
-        println!("enzyme: [{}/{}] {} ({})", i + 1, patches.len(), p.name, p.subject);
-        let am = git_commit(&wt.path)
-            .args(["am", "-q", "--3way", "--committer-date-is-author-date"])
-            .arg(&p.path)
-            .step("enzyme-patches")
-            .run_unchecked()?;
-        if am.success {
-            continue;
-        }
-        git_commit(&wt.path).args(["am", "--abort"]).quiet().run()?;
-        let check =
-            git(&wt.path).args(["apply", "--check", "-v"]).arg(&p.path).quiet().run_unchecked()?;
-        bail!(
+    let (src, cache) = (paths.enzyme_src(), paths.enzyme_cache());
+    crate::apply::am_in_worktree(&src, base, &cache, patches, "enzyme", |p, i, check| {
+        format!(
             "{} does not apply to Enzyme {} and the {i} patch(es) before it; nothing was built \
-             and the source checkout is unchanged. `git apply --check -v` says:\n{}",
+             and the source checkout is unchanged. `git apply --check -v` says:\n{check}",
             p.name,
-            short(base),
-            check.text.trim_end()
-        );
-    }
-    git(&wt.path).args(["rev-parse", "HEAD"]).read()
+            short(base)
+        )
+    })
 }
 
 /// Say which patches went on the Enzyme commit.
@@ -361,6 +342,7 @@ fn install(built: &Path, out: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::git_commit;
 
     /// A git repository shaped like Enzyme's (enzyme/CMakeLists.txt), its HEAD one commit.
     fn fake_enzyme(dir: &Path) {
